@@ -1,0 +1,7 @@
+"""Resolvers by area; `bindables` is everything make_executable_schema needs."""
+
+from graphql_api.resolvers.common import query
+from graphql_api.resolvers.heropixel import mutation
+from graphql_api.scalars import json_scalar, pixel_id_scalar
+
+bindables = [query, mutation, json_scalar, pixel_id_scalar]

@@ -1,0 +1,13 @@
+from typing import Any
+
+from ariadne import QueryType
+from graphql import GraphQLResolveInfo
+
+API_VERSION = "2026-11"
+
+query = QueryType()
+
+
+@query.field("version")
+def resolve_version(_root: Any, _info: GraphQLResolveInfo) -> str:
+    return API_VERSION

@@ -1,0 +1,108 @@
+"""App credentials: who is calling, and which tenants it may act on.
+
+Secrets are random tokens shown once; only their SHA-256 digest is stored (a slow password hash
+buys nothing for 256-bit random secrets and would cost every request). Digests are compared in
+constant time, and an unknown app costs the same comparison as a wrong secret.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from pixel_core.clock import utc_now
+from pixel_core.errors import Unauthorized
+from pixel_core.models import AppItem, TenantItem, find
+
+# Bounds on what a caller may send before any lookup: hostile sizes are rejected unread.
+MAX_APP_ID_LENGTH = 128
+MAX_SECRET_LENGTH = 256
+_UNKNOWN_APP_DIGEST = hashlib.sha256(b"no such app").hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    app_id: str
+    tenant_ids: frozenset[str]
+
+    def may_act_on(self, tenant_id: str) -> bool:
+        return tenant_id in self.tenant_ids
+
+
+@dataclass(frozen=True, slots=True)
+class NewCredentials:
+    app_id: str
+    app_secret: str
+    tenant_ids: frozenset[str]
+
+
+def secret_digest(app_secret: str) -> str:
+    return hashlib.sha256(app_secret.encode()).hexdigest()
+
+
+def authenticate(app_id: object, app_secret: object) -> Principal:
+    if not (
+        isinstance(app_id, str)
+        and isinstance(app_secret, str)
+        and 0 < len(app_id) <= MAX_APP_ID_LENGTH
+        and 0 < len(app_secret) <= MAX_SECRET_LENGTH
+    ):
+        raise Unauthorized()
+    app = find(AppItem, AppItem.key(app_id))
+    stored_digest = app.secret_sha256 if app else _UNKNOWN_APP_DIGEST
+    if not hmac.compare_digest(stored_digest, secret_digest(app_secret)) or app is None:
+        raise Unauthorized()
+    return Principal(app_id=app.app_id, tenant_ids=frozenset(app.tenant_ids or ()))
+
+
+def basic_credentials(authorization_header: str | None) -> tuple[str, str] | None:
+    """`Basic base64(appId:appSecret)` -> (appId, appSecret); None when absent or malformed."""
+    if not authorization_header or len(authorization_header) > 1024:
+        return None
+    scheme, _, encoded = authorization_header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    app_id, separator, app_secret = decoded.partition(":")
+    return (app_id, app_secret) if separator else None
+
+
+def create_tenant(tenant_id: str, name: str | None = None) -> TenantItem:
+    tenant = TenantItem(*TenantItem.key(tenant_id), tenant_id=tenant_id, name=name, created_at=utc_now())
+    tenant.save()
+    return tenant
+
+
+def create_app(
+    tenant_ids: set[str], *, name: str | None = None, app_id: str | None = None, app_secret: str | None = None
+) -> NewCredentials:
+    """Creates (or, given an existing app id, replaces) an app credential bound to existing tenants."""
+    if not tenant_ids:
+        raise ValueError("an app must be bound to at least one tenant")
+    missing = sorted(t for t in tenant_ids if find(TenantItem, TenantItem.key(t)) is None)
+    if missing:
+        raise ValueError(f"unknown tenant(s): {', '.join(missing)}")
+    app_id = app_id or f"app_{secrets.token_hex(8)}"
+    app_secret = app_secret or secrets.token_urlsafe(32)
+    AppItem(
+        *AppItem.key(app_id),
+        app_id=app_id,
+        name=name,
+        secret_sha256=secret_digest(app_secret),
+        tenant_ids=set(tenant_ids),
+        created_at=utc_now(),
+    ).save()
+    return NewCredentials(app_id=app_id, app_secret=app_secret, tenant_ids=frozenset(tenant_ids))
+
+
+def delete_app(app_id: str) -> bool:
+    app = find(AppItem, AppItem.key(app_id))
+    if app is None:
+        return False
+    app.delete()
+    return True

@@ -1,0 +1,35 @@
+"""Configuration, read once from the environment at cold start.
+
+Every other module imports `settings` from here instead of reading os.environ itself.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+PRODUCTION_STAGE = "prod"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    stage: str
+    region: str
+    table_name: str
+    # Set only locally (DynamoDB Local, moto server); in AWS the SDK's default endpoints apply.
+    dynamodb_endpoint_url: str | None
+
+    @property
+    def is_production(self) -> bool:
+        return self.stage == PRODUCTION_STAGE
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    return Settings(
+        stage=environ.get("STAGE", "dev"),
+        region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        table_name=environ.get("TABLE_NAME", "pixel-gateway"),
+        dynamodb_endpoint_url=environ.get("DYNAMODB_ENDPOINT_URL") or None,
+    )
+
+
+settings = load_settings()

@@ -1,0 +1,175 @@
+"""PynamoDB models of the single table.
+
+Keys are type-prefixed strings. A pixel's partition (`PIXEL#<id>`) holds the pixel and everything
+that dies with it (domains, later its filters and counters), so reading or deleting a pixel is one
+Query. `gsi1` lists a tenant's pixels.
+
+| item      | pk              | sk               | gsi1pk          | gsi1sk          |
+|-----------|-----------------|------------------|-----------------|-----------------|
+| tenant    | TENANT#<id>     | TENANT           |                 |                 |
+| app       | APP#<app id>    | APP              |                 |                 |
+| pixel     | PIXEL#<id>      | PIXEL            | TENANT#<tenant> | PIXEL#<padded>  |
+| domain    | PIXEL#<id>      | DOMAIN#<domain>  |                 |                 |
+| sequence  | SEQUENCE#<name> | SEQUENCE         |                 |                 |
+"""
+
+from typing import Any
+
+from pynamodb.attributes import (
+    DiscriminatorAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from pixel_core.config import settings
+from pixel_core.pixel_ids import pixel_sort_key
+
+
+class TenantPixelsIndex(GlobalSecondaryIndex["PixelItem"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class TableItem(Model):
+    class Meta:
+        table_name = settings.table_name
+        region = settings.region
+        host = settings.dynamodb_endpoint_url
+        connect_timeout_seconds = 2
+        read_timeout_seconds = 5
+        max_retry_attempts = 3
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    item_type = DiscriminatorAttribute()
+
+
+class TenantItem(TableItem, discriminator="tenant"):
+    tenant_id = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(tenant_id: str) -> tuple[str, str]:
+        return f"TENANT#{tenant_id}", "TENANT"
+
+
+class AppItem(TableItem, discriminator="app"):
+    app_id = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    # Only a SHA-256 digest of the secret is ever stored.
+    secret_sha256 = UnicodeAttribute()
+    tenant_ids = UnicodeSetAttribute()
+    created_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(app_id: str) -> tuple[str, str]:
+        return f"APP#{app_id}", "APP"
+
+
+class PixelItem(TableItem, discriminator="pixel"):
+    # A digit string: DynamoDB numbers would do, but strings keep 64-bit ids exact everywhere.
+    pixel_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+    tenant_pixels = TenantPixelsIndex()
+
+    @staticmethod
+    def key(pixel_id: int) -> tuple[str, str]:
+        return pixel_partition(pixel_id), "PIXEL"
+
+    @classmethod
+    def new(cls, pixel_id: int, tenant_id: str, **attributes: Any) -> "PixelItem":
+        pk, sk = cls.key(pixel_id)
+        return cls(
+            pk,
+            sk,
+            pixel_id=str(pixel_id),
+            tenant_id=tenant_id,
+            gsi1pk=tenant_partition(tenant_id),
+            gsi1sk=f"PIXEL#{pixel_sort_key(pixel_id)}",
+            **attributes,
+        )
+
+    @property
+    def number(self) -> int:
+        return int(self.pixel_id)
+
+
+class DomainItem(TableItem, discriminator="domain"):
+    domain_id = NumberAttribute()
+    pixel_id = UnicodeAttribute()
+    domain = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(pixel_id: int, domain: str) -> tuple[str, str]:
+        return pixel_partition(pixel_id), f"{DOMAIN_PREFIX}{domain}"
+
+
+class SequenceItem(TableItem, discriminator="sequence"):
+    value = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(name: str) -> tuple[str, str]:
+        return f"SEQUENCE#{name}", "SEQUENCE"
+
+
+DOMAIN_PREFIX = "DOMAIN#"
+ALL_MODELS: tuple[type[TableItem], ...] = (TableItem, TenantItem, AppItem, PixelItem, DomainItem, SequenceItem)
+
+
+def pixel_partition(pixel_id: int) -> str:
+    return f"PIXEL#{pixel_id}"
+
+
+def tenant_partition(tenant_id: str) -> str:
+    return f"TENANT#{tenant_id}"
+
+
+def bind_models(*, table_name: str, host: str | None, region: str = settings.region) -> None:
+    """Points every model at another table or endpoint (tests, local tools).
+
+    PynamoDB caches a connection per model class, so the cache is dropped too.
+    """
+    for model in ALL_MODELS:
+        model.Meta.table_name = table_name
+        model.Meta.host = host
+        model.Meta.region = region
+        model._connection = None
+
+
+def find[ItemT: TableItem](model: type[ItemT], key: tuple[str, str], *, consistent: bool = False) -> ItemT | None:
+    try:
+        return model.get(*key, consistent_read=consistent)
+    except model.DoesNotExist:
+        return None
+
+
+def is_condition_failure(error: PynamoDBException) -> bool:
+    return error.cause_response_code == "ConditionalCheckFailedException"
+
+
+def next_sequence_value(name: str) -> int:
+    """Atomic counter: values are never handed out twice, so ids are never reused."""
+    sequence = SequenceItem(*SequenceItem.key(name))
+    sequence.update(actions=[SequenceItem.value.add(1)])
+    return int(sequence.value)
+
+
+def transaction() -> TransactWrite:
+    return TransactWrite(connection=TableItem._get_connection().connection)

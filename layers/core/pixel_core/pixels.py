@@ -1,0 +1,93 @@
+"""Pixels: created for a tenant, visible only to apps that may act on that tenant."""
+
+import unicodedata
+
+from pynamodb.exceptions import PutError
+
+from pixel_core.auth import Principal
+from pixel_core.clock import utc_now
+from pixel_core.errors import BadRequest, Conflict, GatewayError, NotFound, PixelNotFound
+from pixel_core.models import (
+    PixelItem,
+    TableItem,
+    find,
+    is_condition_failure,
+    next_sequence_value,
+    pixel_partition,
+    tenant_partition,
+)
+
+MAX_NAME_LENGTH = 256
+_ALLOCATION_ATTEMPTS = 5
+
+
+def pixel_for(principal: Principal, pixel_id: int) -> PixelItem:
+    """The pixel, if the caller may act on its tenant; otherwise exactly as if it did not exist."""
+    pixel = find(PixelItem, PixelItem.key(pixel_id))
+    if pixel is None or not principal.may_act_on(pixel.tenant_id):
+        raise PixelNotFound(pixel_id)
+    return pixel
+
+
+def tenant_for(principal: Principal, tenant_id: str | None) -> str:
+    if tenant_id is None:
+        if len(principal.tenant_ids) == 1:
+            return next(iter(principal.tenant_ids))
+        raise BadRequest("tenant_id is required: this app acts on several tenants")
+    if not principal.may_act_on(tenant_id):
+        raise NotFound(f"Tenant {tenant_id} not found")
+    return tenant_id
+
+
+def clean_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.strip()
+    if len(name) > MAX_NAME_LENGTH or any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise BadRequest(f"Pixel name must be at most {MAX_NAME_LENGTH} printable characters")
+    return name or None
+
+
+def create_pixel(
+    principal: Principal, *, tenant_id: str | None, pixel_id: int | None, name: str | None
+) -> PixelItem:
+    tenant_id = tenant_for(principal, tenant_id)
+    name = clean_name(name)
+    if pixel_id is not None:
+        if not _insert(PixelItem.new(pixel_id, tenant_id, name=name, created_at=utc_now())):
+            raise Conflict(f"Pixel {pixel_id} already exists")
+        return pixel_for(principal, pixel_id)
+    # Explicit ids may already occupy allocated numbers: skip them.
+    for _ in range(_ALLOCATION_ATTEMPTS):
+        candidate = PixelItem.new(next_sequence_value("pixel_id"), tenant_id, name=name, created_at=utc_now())
+        if _insert(candidate):
+            return candidate
+    raise GatewayError("Could not allocate a pixel id")
+
+
+def _insert(pixel: PixelItem) -> bool:
+    try:
+        pixel.save(condition=PixelItem.pk.does_not_exist())
+    except PutError as error:
+        if is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
+def list_pixels(principal: Principal, tenant_id: str | None = None) -> list[PixelItem]:
+    tenants = [tenant_for(principal, tenant_id)] if tenant_id is not None else sorted(principal.tenant_ids)
+    pixels = [
+        pixel
+        for tenant in tenants
+        for pixel in PixelItem.tenant_pixels.query(tenant_partition(tenant))
+    ]
+    return sorted(pixels, key=lambda pixel: pixel.number)
+
+
+def delete_pixel(principal: Principal, pixel_id: int) -> None:
+    """Deletes the pixel and everything in its partition (domains, filters, counters)."""
+    pixel_for(principal, pixel_id)
+    with TableItem.batch_write() as batch:
+        for item in TableItem.query(pixel_partition(pixel_id)):
+            batch.delete(item)

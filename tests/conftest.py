@@ -1,0 +1,127 @@
+"""Shared fixtures.
+
+Fake AWS credentials are set before anything imports boto3, so a forgotten mock fails instead of
+reaching an account. Tables come from template.yaml, so the key schema under test is the deployed one.
+"""
+
+import base64
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "TABLE_NAME": "pixel-gateway-test",
+    "STAGE": "dev",
+    "POWERTOOLS_SERVICE_NAME": "pixel-gateway",
+    "POWERTOOLS_METRICS_NAMESPACE": "PixelGateway",
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("DYNAMODB_ENDPOINT_URL", None)
+
+import pytest  # noqa: E402
+from graphql import graphql_sync  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from devtools.dynamodb_local import DynamoDBLocal  # noqa: E402
+from devtools.provision import provision  # noqa: E402
+from devtools.template import load_template  # noqa: E402
+from pixel_core import auth  # noqa: E402
+from pixel_core.models import bind_models  # noqa: E402
+
+AWS_DYNAMODB_ENDPOINT = "https://dynamodb.us-east-1.amazonaws.com"
+_table_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture
+def moto_table(template: dict[str, Any]) -> Iterator[str]:
+    """The template's table in moto, in process; models bound to it."""
+    with mock_aws():
+        provision(template, dynamodb_endpoint=AWS_DYNAMODB_ENDPOINT, sqs_endpoint=None,
+                  table_names={"PixelTable": "pixel-gateway-test"})
+        bind_models(table_name="pixel-gateway-test", host=None)
+        yield "pixel-gateway-test"
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    """Amazon's DynamoDB Local, in memory, on a free port: started once per session."""
+    with DynamoDBLocal() as server:
+        yield server
+
+
+@pytest.fixture
+def local_table(template: dict[str, Any], dynamodb_local: DynamoDBLocal) -> Iterator[str]:
+    """A fresh table (from the template) in DynamoDB Local for each test; models bound to it."""
+    name = f"pixel-gateway-test-{next(_table_numbers)}"
+    provision(template, dynamodb_endpoint=dynamodb_local.endpoint_url, sqs_endpoint=None,
+              table_names={"PixelTable": name})
+    bind_models(table_name=name, host=dynamodb_local.endpoint_url)
+    yield name
+    bind_models(table_name="pixel-gateway-test", host=None)
+
+
+@pytest.fixture(params=["moto", pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)])
+def table(request: pytest.FixtureRequest) -> str:
+    """Runs a test once against moto and once against Amazon's DynamoDB Local."""
+    return str(request.getfixturevalue(f"{request.param}_table" if request.param == "moto" else "local_table"))
+
+
+@dataclass(frozen=True)
+class App:
+    app_id: str
+    app_secret: str
+    tenant_id: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"appId": self.app_id, "appSecret": self.app_secret}
+
+    @property
+    def basic_header(self) -> str:
+        return "Basic " + base64.b64encode(f"{self.app_id}:{self.app_secret}".encode()).decode()
+
+
+@pytest.fixture
+def make_app(table: str) -> Any:
+    """Creates a tenant and an app bound to it."""
+    numbers = itertools.count(1)
+
+    def create(tenant_id: str | None = None) -> App:
+        tenant_id = tenant_id or f"tenant{next(numbers)}"
+        auth.create_tenant(tenant_id)
+        credentials = auth.create_app({tenant_id})
+        return App(credentials.app_id, credentials.app_secret, tenant_id)
+
+    return create
+
+
+@pytest.fixture
+def app(make_app: Any) -> App:
+    return make_app("IaoreXfj")
+
+
+@pytest.fixture
+def gql() -> Any:
+    """Executes a document against the executable schema, as the ASGI app would."""
+    from graphql_api.server import schema
+
+    def execute(query: str, variables: dict[str, Any] | None = None, authorization: str | None = None) -> Any:
+        result = graphql_sync(schema, query, variable_values=variables,
+                              context_value={"authorization": authorization})
+        return result
+
+    return execute
