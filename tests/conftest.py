@@ -50,8 +50,12 @@ def template() -> dict[str, Any]:
 def moto_table(template: dict[str, Any]) -> Iterator[str]:
     """The template's table in moto, in process; models bound to it."""
     with mock_aws():
-        provision(template, dynamodb_endpoint=AWS_DYNAMODB_ENDPOINT, sqs_endpoint=None,
-                  table_names={"PixelTable": "pixel-gateway-test"})
+        provision(
+            template,
+            dynamodb_endpoint=AWS_DYNAMODB_ENDPOINT,
+            sqs_endpoint=None,
+            table_names={"PixelTable": "pixel-gateway-test"},
+        )
         bind_models(table_name="pixel-gateway-test", host=None)
         yield "pixel-gateway-test"
 
@@ -67,8 +71,12 @@ def dynamodb_local() -> Iterator[DynamoDBLocal]:
 def local_table(template: dict[str, Any], dynamodb_local: DynamoDBLocal) -> Iterator[str]:
     """A fresh table (from the template) in DynamoDB Local for each test; models bound to it."""
     name = f"pixel-gateway-test-{next(_table_numbers)}"
-    provision(template, dynamodb_endpoint=dynamodb_local.endpoint_url, sqs_endpoint=None,
-              table_names={"PixelTable": name})
+    provision(
+        template,
+        dynamodb_endpoint=dynamodb_local.endpoint_url,
+        sqs_endpoint=None,
+        table_names={"PixelTable": name},
+    )
     bind_models(table_name=name, host=dynamodb_local.endpoint_url)
     yield name
     bind_models(table_name="pixel-gateway-test", host=None)
@@ -77,7 +85,7 @@ def local_table(template: dict[str, Any], dynamodb_local: DynamoDBLocal) -> Iter
 @pytest.fixture(params=["moto", pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)])
 def table(request: pytest.FixtureRequest) -> str:
     """Runs a test once against moto and once against Amazon's DynamoDB Local."""
-    return str(request.getfixturevalue(f"{request.param}_table" if request.param == "moto" else "local_table"))
+    return str(request.getfixturevalue("moto_table" if request.param == "moto" else "local_table"))
 
 
 @dataclass(frozen=True)
@@ -120,8 +128,8 @@ def gql() -> Any:
     from graphql_api.server import schema
 
     def execute(query: str, variables: dict[str, Any] | None = None, authorization: str | None = None) -> Any:
-        result = graphql_sync(schema, query, variable_values=variables,
-                              context_value={"authorization": authorization})
-        return result
+        return graphql_sync(
+            schema, query, variable_values=variables, context_value={"authorization": authorization}
+        )
 
     return execute

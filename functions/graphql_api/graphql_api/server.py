@@ -51,6 +51,8 @@ async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
     elif scope["type"] == "http" and path == "/health":
         checks = readiness()
         healthy = all(state == "ok" for state in checks.values())
-        await send_json(send, 200 if healthy else 503, {"status": "ok" if healthy else "unavailable", "checks": checks})
+        await send_json(
+            send, 200 if healthy else 503, {"status": "ok" if healthy else "unavailable", "checks": checks}
+        )
     elif scope["type"] == "http":
         await send_json(send, 404, {"message": "Not Found"})

@@ -31,7 +31,7 @@ from pixel_core.config import settings
 from pixel_core.pixel_ids import pixel_sort_key
 
 
-class TenantPixelsIndex(GlobalSecondaryIndex["PixelItem"]):
+class TenantPixelsIndex(GlobalSecondaryIndex["TableItem"]):  # type: ignore[no-untyped-call]
     class Meta:
         index_name = "gsi1"
         projection = AllProjection()
@@ -52,6 +52,10 @@ class TableItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     item_type = DiscriminatorAttribute()
+    # The index lives on the base model so that every item type shares one connection (below).
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    tenant_pixels = TenantPixelsIndex()
 
 
 class TenantItem(TableItem, discriminator="tenant"):
@@ -83,9 +87,6 @@ class PixelItem(TableItem, discriminator="pixel"):
     tenant_id = UnicodeAttribute()
     name = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
-    gsi1pk = UnicodeAttribute()
-    gsi1sk = UnicodeAttribute()
-    tenant_pixels = TenantPixelsIndex()
 
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:
@@ -130,7 +131,14 @@ class SequenceItem(TableItem, discriminator="sequence"):
 
 
 DOMAIN_PREFIX = "DOMAIN#"
-ALL_MODELS: tuple[type[TableItem], ...] = (TableItem, TenantItem, AppItem, PixelItem, DomainItem, SequenceItem)
+ALL_MODELS: tuple[type[TableItem], ...] = (
+    TableItem,
+    TenantItem,
+    AppItem,
+    PixelItem,
+    DomainItem,
+    SequenceItem,
+)
 
 
 def pixel_partition(pixel_id: int) -> str:
@@ -142,22 +150,36 @@ def tenant_partition(tenant_id: str) -> str:
 
 
 def bind_models(*, table_name: str, host: str | None, region: str = settings.region) -> None:
-    """Points every model at another table or endpoint (tests, local tools).
+    """Points every model at another table or endpoint (tests, local tools)."""
+    TableItem.Meta.table_name = table_name
+    TableItem.Meta.host = host
+    TableItem.Meta.region = region
+    share_one_connection()
 
-    PynamoDB caches a connection per model class, so the cache is dropped too.
+
+def share_one_connection() -> None:
+    """One connection, hence one botocore client, for every item type.
+
+    PynamoDB caches a connection per model class, and each costs ~100 ms of client set-up on
+    first use; the subclasses inherit the base's instead. Creating it makes no request.
     """
-    for model in ALL_MODELS:
-        model.Meta.table_name = table_name
-        model.Meta.host = host
-        model.Meta.region = region
-        model._connection = None
+    TableItem._connection = None
+    for model in ALL_MODELS[1:]:
+        if "_connection" in vars(model):
+            delattr(model, "_connection")
+    TableItem._get_connection()
 
 
-def find[ItemT: TableItem](model: type[ItemT], key: tuple[str, str], *, consistent: bool = False) -> ItemT | None:
+def find[ItemT: TableItem](
+    model: type[ItemT], key: tuple[str, str], *, consistent: bool = False
+) -> ItemT | None:
     try:
         return model.get(*key, consistent_read=consistent)
     except model.DoesNotExist:
         return None
+
+
+share_one_connection()
 
 
 def is_condition_failure(error: PynamoDBException) -> bool:

@@ -45,7 +45,9 @@ def add_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -> D
     try:
         # The pixel may be deleted meanwhile: never leave a domain without its pixel.
         with transaction() as tx:
-            tx.condition_check(PixelItem, *PixelItem.key(pixel_id), condition=PixelItem.tenant_id == pixel.tenant_id)
+            tx.condition_check(
+                PixelItem, *PixelItem.key(pixel_id), condition=PixelItem.tenant_id == pixel.tenant_id
+            )
             tx.save(item, condition=DomainItem.pk.does_not_exist())
     except TransactWriteError as error:
         pixel_check, domain_put = error.cancellation_reasons or [None, None]

@@ -78,9 +78,10 @@ def _insert(pixel: PixelItem) -> bool:
 def list_pixels(principal: Principal, tenant_id: str | None = None) -> list[PixelItem]:
     tenants = [tenant_for(principal, tenant_id)] if tenant_id is not None else sorted(principal.tenant_ids)
     pixels = [
-        pixel
+        item
         for tenant in tenants
-        for pixel in PixelItem.tenant_pixels.query(tenant_partition(tenant))
+        for item in TableItem.tenant_pixels.query(tenant_partition(tenant))
+        if isinstance(item, PixelItem)
     ]
     return sorted(pixels, key=lambda pixel: pixel.number)
 

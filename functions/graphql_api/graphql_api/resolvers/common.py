@@ -9,5 +9,5 @@ query = QueryType()
 
 
 @query.field("version")
-def resolve_version(_root: Any, _info: GraphQLResolveInfo) -> str:
+def resolve_version(_root: Any, _info: GraphQLResolveInfo[Any]) -> str:
     return API_VERSION

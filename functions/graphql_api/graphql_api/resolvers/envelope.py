@@ -27,7 +27,7 @@ class Answer:
 type Operation = Callable[[Principal, dict[str, Any]], Answer]
 
 
-def principal_of(info: GraphQLResolveInfo, auth: dict[str, str] | None) -> Principal:
+def principal_of(info: GraphQLResolveInfo[Any], auth: dict[str, str] | None) -> Principal:
     """The `auth` argument when it names an app, else HTTP Basic auth."""
     if auth and auth.get("app_id"):
         return authenticate(auth.get("app_id"), auth.get("app_secret"))
@@ -40,7 +40,7 @@ def principal_of(info: GraphQLResolveInfo, auth: dict[str, str] | None) -> Princ
 def envelope_resolver(operation: Operation) -> Callable[..., Envelope]:
     @functools.wraps(operation)
     def resolve(
-        _root: Any, info: GraphQLResolveInfo, event: dict[str, Any], auth: dict[str, str] | None = None
+        _root: Any, info: GraphQLResolveInfo[Any], event: dict[str, Any], auth: dict[str, str] | None = None
     ) -> Envelope:
         try:
             answer = operation(principal_of(info, auth), event)

@@ -1,6 +1,6 @@
 """HeroPixel API: `domains` (as documented) and `pixels` (same envelope, beyond the documents)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ariadne import MutationType
@@ -17,10 +17,12 @@ mutation = MutationType()
 type Event = dict[str, Any]
 
 
-def dispatch(event: Event, actions: dict[str, Callable[[Principal, Event], Answer]]) -> Callable[..., Answer]:
-    action = event.get("action")
+def dispatch(
+    event: Event, actions: Mapping[str, Callable[[Principal, Event], Answer]]
+) -> Callable[..., Answer]:
+    action = str(event.get("action", ""))
     if action not in actions:
-        raise BadRequest(f"Invalid action '{str(action)[:40]}'. Allowed actions: {', '.join(actions)}")
+        raise BadRequest(f"Invalid action '{action[:40]}'. Allowed actions: {', '.join(actions)}")
     return actions[action]
 
 
