@@ -133,3 +133,40 @@ def gql() -> Any:
         )
 
     return execute
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    function_name: str = "pixel-gateway-test"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:pixel-gateway-test"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    log_group_name: str = "/aws/lambda/pixel-gateway-test"
+    log_stream_name: str = "2026/11/25/[$LATEST]0123456789abcdef"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 10_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Any]:
+    """Returns the JSON log records the service logger wrote during the test (parsed)."""
+    import io
+    import json
+    import logging
+
+    from pixel_core.observability import logger
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)

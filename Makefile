@@ -1,0 +1,36 @@
+# Pixel Gateway. `make dev` runs the whole system locally; `make test` runs every check.
+# Both set everything up first (virtualenvs, npm packages), so they work from a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/graphql_api:$(CURDIR)
+
+.PHONY: help dev test lint unit build deploy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+dev: ## run the whole system locally on http://127.0.0.1:$${PORT:-3000}
+	@scripts/bootstrap dev
+	@exec $(PYTHON) -m devtools.dev
+
+test: ## ruff, mypy and every test (unit, DynamoDB Local, handler events, sam build)
+	@scripts/bootstrap test
+	@$(MAKE) --no-print-directory lint
+	$(VENV)/bin/pytest -v
+
+lint: ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+build: ## sam build (SAM CLI from .venv-sam)
+	@scripts/bootstrap test
+	.venv-sam/bin/sam build
+
+deploy: build ## sam deploy --guided (needs your AWS credentials)
+	.venv-sam/bin/sam deploy --guided
+
+clean: ## remove virtualenvs, npm packages, build output (keeps .local data)
+	rm -rf $(VENV) .venv-sam node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,132 @@
+"""`make dev`: the whole system on this machine, without Docker or an AWS account.
+
+Amazon's DynamoDB Local (data kept under .local/dynamodb, so a restart keeps it), moto's server for
+the other AWS services, the template's tables and queues, and the API's ASGI app served by uvicorn
+on http://127.0.0.1:$PORT. Ctrl-C or SIGTERM stops everything.
+"""
+
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from devtools.dynamodb_local import DynamoDBLocal
+from devtools.moto_server import MotoServer
+from devtools.provision import provision
+from devtools.template import REPO_ROOT, load_template
+
+DATA_DIR = REPO_ROOT / ".local" / "dynamodb"
+TABLE_NAME = "pixel-gateway-local"
+
+
+@dataclass(frozen=True)
+class DevSettings:
+    port: int
+    dynamodb_port: int
+    moto_port: int
+    tenant_id: str
+    app_id: str
+    app_secret: str
+    data_dir: Path
+
+    @classmethod
+    def from_environment(cls) -> "DevSettings":
+        env = os.environ
+        return cls(
+            port=int(env.get("PORT", "3000")),
+            dynamodb_port=int(env.get("DYNAMODB_LOCAL_PORT", "8000")),
+            moto_port=int(env.get("MOTO_PORT", "5100")),
+            tenant_id=env.get("DEV_TENANT_ID", "IaoreXfj"),
+            app_id=env.get("DEV_APP_ID", "dev-app"),
+            app_secret=env.get("DEV_APP_SECRET", "dev-secret-change-me"),
+            data_dir=Path(env.get("DEV_DATA_DIR", str(DATA_DIR))),
+        )
+
+
+def use_local_aws(dynamodb_url: str, moto_url: str) -> None:
+    """Environment for the app, set before it is imported (its configuration is read once)."""
+    # Fake credentials: nothing here may reach a real account.
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",  # noqa: S106  # a fake, on purpose
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+        TABLE_NAME=TABLE_NAME,
+        DYNAMODB_ENDPOINT_URL=dynamodb_url,
+        AWS_ENDPOINT_URL_SQS=moto_url,
+        AWS_ENDPOINT_URL_KMS=moto_url,
+        POWERTOOLS_SERVICE_NAME="pixel-gateway",
+    )
+    os.environ.setdefault("STAGE", "dev")
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+
+
+def ensure_dev_credentials(dev: DevSettings) -> None:
+    from pixel_core import auth  # noqa: PLC0415  # after use_local_aws(): reads its configuration on import
+
+    auth.create_tenant(dev.tenant_id, "Development tenant")
+    auth.create_app({dev.tenant_id}, name="Development app", app_id=dev.app_id, app_secret=dev.app_secret)
+
+
+def banner(dev: DevSettings, dynamodb_url: str, moto_url: str) -> str:
+    base = f"http://127.0.0.1:{dev.port}"
+    auth = f'{{"appId": "{dev.app_id}", "appSecret": "{dev.app_secret}"}}'
+    return f"""
+Pixel Gateway is running (stage {os.environ["STAGE"]}).
+  GraphQL      {base}/graphql   and   {base}/capig/graphql/
+  Health       {base}/health
+  DynamoDB     {dynamodb_url} (Amazon's DynamoDB Local; data in {dev.data_dir})
+  SQS / KMS    {moto_url} (moto)
+Development credentials (DEV_TENANT_ID, DEV_APP_ID, DEV_APP_SECRET):
+  tenant {dev.tenant_id}   appId {dev.app_id}   appSecret {dev.app_secret}
+Try:
+  curl -s {base}/graphql -H 'Content-Type: application/json' -d '{{"query": "mutation P($event: ApiPixelsEventInput!) {{ pixels(event: $event) {{ code data message }} }}", "variables": {{"event": {{"action": "create", "pixel_id": 123}}}}}}' -u {dev.app_id}:{dev.app_secret}
+  curl -s {base}/graphql -H 'Content-Type: application/json' -d '{{"query": "mutation Domains($auth: AuthRequestInput!, $event: ApiDomainsEventInput!) {{ domains(auth: $auth, event: $event) {{ code data message }} }}", "variables": {{"auth": {auth}, "event": {{"pixel_id": 123, "action": "add", "domain": "example.com"}}}}}}'
+Ctrl-C stops everything.
+"""
+
+
+def serve(dev: DevSettings) -> None:
+    with (
+        DynamoDBLocal(port=dev.dynamodb_port, db_path=dev.data_dir) as dynamodb,
+        MotoServer(port=dev.moto_port) as moto,
+    ):
+        use_local_aws(dynamodb.endpoint_url, moto.endpoint_url)
+        provision(
+            load_template(),
+            dynamodb_endpoint=dynamodb.endpoint_url,
+            sqs_endpoint=moto.endpoint_url,
+            table_names={"PixelTable": TABLE_NAME},
+        )
+        ensure_dev_credentials(dev)
+        from graphql_api.server import asgi_app  # noqa: PLC0415  # after use_local_aws(), as above
+
+        print(banner(dev, dynamodb.endpoint_url, moto.endpoint_url), flush=True)
+        # uvicorn turns SIGINT and SIGTERM into a graceful shutdown; the with-block then stops the rest.
+        config = uvicorn.Config(asgi_app, host="127.0.0.1", port=dev.port, lifespan="off", log_level="info")
+        uvicorn.Server(config).run()
+
+
+def exit_on_sigterm(signum: int, _frame: object) -> None:
+    # uvicorn re-raises the signal it caught once it has shut down; as an exception it lets the
+    # with-blocks below stop DynamoDB Local and moto instead of killing the process outright.
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    dev = DevSettings.from_environment()
+    dev.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        serve(dev)
+    finally:
+        print("Pixel Gateway stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
