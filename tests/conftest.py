@@ -169,4 +169,4 @@ def json_logs() -> Iterator[Any]:
     handler.setFormatter(logger.registered_formatter)
     logger.addHandler(handler)
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.removeHandler(handler)
+    logger._logger.removeHandler(handler)

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,9 @@ class DevStack:
         output, _ = self.process.communicate(timeout=30)
         return output
 
-    def graphql(self, query: str, variables: dict, *, path: str = "/graphql", basic: bool = False) -> dict:
+    def graphql(
+        self, query: str, variables: dict[str, Any], *, path: str = "/graphql", basic: bool = False
+    ) -> dict[str, Any]:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}",
             data=json.dumps({"query": query, "variables": variables}).encode(),

@@ -4,6 +4,7 @@ import base64
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def handler():
     return module.handler
 
 
-def load_event(name: str, app=None) -> dict:
+def load_event(name: str, app=None) -> dict[str, Any]:
     text = (EVENTS / f"{name}.json").read_text()
     if app is not None:
         text = text.replace("<app-id>", app.app_id).replace("<app-secret>", app.app_secret)
@@ -35,7 +36,7 @@ def load_event(name: str, app=None) -> dict:
     return json.loads(text)
 
 
-def body_of(response: dict) -> dict:
+def body_of(response: dict[str, Any]) -> dict[str, Any]:
     body = response["body"]
     if response.get("isBase64Encoded"):
         body = base64.b64decode(body).decode()
