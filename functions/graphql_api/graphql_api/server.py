@@ -24,7 +24,12 @@ schema = make_executable_schema(load_schema_from_path(SCHEMA_DIR), *bindables, c
 
 
 def request_context(request: Request, _data: Any) -> dict[str, Any]:
-    return {"request": request, "authorization": request.headers.get("authorization")}
+    return {
+        "request": request,
+        "authorization": request.headers.get("authorization"),
+        "client_ip": request.client.host if request.client else None,
+        "user_agent": request.headers.get("user-agent"),
+    }
 
 
 graphql_app = GraphQL(

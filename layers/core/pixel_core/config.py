@@ -17,6 +17,7 @@ class Settings:
     table_name: str
     # Set only locally (DynamoDB Local, moto server); in AWS the SDK's default endpoints apply.
     dynamodb_endpoint_url: str | None
+    events_queue_url: str
 
     @property
     def is_production(self) -> bool:
@@ -29,6 +30,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         table_name=environ.get("TABLE_NAME", "pixel-gateway"),
         dynamodb_endpoint_url=environ.get("DYNAMODB_ENDPOINT_URL") or None,
+        events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
     )
 
 

@@ -11,6 +11,17 @@ Query. `gsi1` lists a tenant's pixels.
 | pixel     | PIXEL#<id>      | PIXEL            | TENANT#<tenant> | PIXEL#<padded>  |
 | domain    | PIXEL#<id>      | DOMAIN#<domain>  |                 |                 |
 | sequence  | SEQUENCE#<name> | SEQUENCE         |                 |                 |
+
+Counters, written only by the aggregator, live in the pixel's partition too:
+
+| item                  | sk                              |
+|-----------------------|---------------------------------|
+| totals                | TOTALS                          |
+| day                   | DAY#<yyyy-mm-dd>                |
+| day and domain        | DAY#<yyyy-mm-dd>#D#<domain>     |
+| visitor on a day      | DV#<yyyy-mm-dd>#<md5>           |
+| visitor               | VISITOR#<md5>                   |
+| event marker (TTL)    | EVENT#<event id>                |
 """
 
 from typing import Any
@@ -18,6 +29,7 @@ from typing import Any
 from pynamodb.attributes import (
     DiscriminatorAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
@@ -87,6 +99,9 @@ class PixelItem(TableItem, discriminator="pixel"):
     tenant_id = UnicodeAttribute()
     name = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
+    # The attached domains again, kept in the same transactions as the domain items, so that
+    # intake learns everything it needs about a pixel from one GetItem.
+    domains = UnicodeSetAttribute(default=set)
 
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:
@@ -122,6 +137,62 @@ class DomainItem(TableItem, discriminator="domain"):
         return pixel_partition(pixel_id), f"{DOMAIN_PREFIX}{domain}"
 
 
+class TotalsItem(TableItem, discriminator="totals"):
+    events_received = NumberAttribute(default=0)
+    events_dropped = NumberAttribute(default=0)
+    last_received_at = NumberAttribute(null=True)  # Unix seconds
+
+    @staticmethod
+    def key(pixel_id: int) -> tuple[str, str]:
+        return pixel_partition(pixel_id), "TOTALS"
+
+
+class DayItem(TableItem, discriminator="day"):
+    pageviews = NumberAttribute(default=0)
+    visitors = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(pixel_id: int, day: str) -> tuple[str, str]:
+        return pixel_partition(pixel_id), f"{DAY_PREFIX}{day}"
+
+
+class DayDomainItem(TableItem, discriminator="day_domain"):
+    domain = UnicodeAttribute()
+    pageviews = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(pixel_id: int, day: str, domain: str) -> tuple[str, str]:
+        return pixel_partition(pixel_id), f"{DAY_PREFIX}{day}#D#{domain}"
+
+
+class VisitorDayItem(TableItem, discriminator="visitor_day"):
+    """Exists once a visitor was seen on a day: makes `visitors` exact per day and over ranges."""
+
+    @staticmethod
+    def key(pixel_id: int, day: str, md5: str) -> tuple[str, str]:
+        return pixel_partition(pixel_id), f"{VISITOR_DAY_PREFIX}{day}#{md5}"
+
+
+class VisitorItem(TableItem, discriminator="visitor"):
+    first_seen = NumberAttribute()
+    last_seen = NumberAttribute()
+    pageviews = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(pixel_id: int, md5: str) -> tuple[str, str]:
+        return pixel_partition(pixel_id), f"VISITOR#{md5}"
+
+
+class EventMarkerItem(TableItem, discriminator="event_marker"):
+    """Written in the same transaction as an event's counter deltas: its existence means "counted"."""
+
+    expires_at = TTLAttribute()
+
+    @staticmethod
+    def key(pixel_id: int, event_id: str) -> tuple[str, str]:
+        return pixel_partition(pixel_id), f"EVENT#{event_id}"
+
+
 class SequenceItem(TableItem, discriminator="sequence"):
     value = NumberAttribute(default=0)
 
@@ -131,12 +202,20 @@ class SequenceItem(TableItem, discriminator="sequence"):
 
 
 DOMAIN_PREFIX = "DOMAIN#"
+DAY_PREFIX = "DAY#"
+VISITOR_DAY_PREFIX = "DV#"
 ALL_MODELS: tuple[type[TableItem], ...] = (
     TableItem,
     TenantItem,
     AppItem,
     PixelItem,
     DomainItem,
+    TotalsItem,
+    DayItem,
+    DayDomainItem,
+    VisitorDayItem,
+    VisitorItem,
+    EventMarkerItem,
     SequenceItem,
 )
 

@@ -1,6 +1,6 @@
 """The domains attached to a pixel (HeroPixel domains API, and `domains` in the CAPIG API)."""
 
-from pynamodb.exceptions import DeleteError, TransactWriteError
+from pynamodb.exceptions import TransactWriteError
 
 from pixel_core.auth import Principal
 from pixel_core.clock import utc_now
@@ -11,7 +11,6 @@ from pixel_core.models import (
     DomainItem,
     PixelItem,
     find,
-    is_condition_failure,
     next_sequence_value,
     pixel_partition,
     transaction,
@@ -43,32 +42,48 @@ def add_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -> D
         updated_at=now,
     )
     try:
-        # The pixel may be deleted meanwhile: never leave a domain without its pixel.
+        # One transaction: the domain item, and the pixel's own copy of its domain set. The pixel
+        # may have been deleted meanwhile: never leave a domain without its pixel.
         with transaction() as tx:
-            tx.condition_check(
-                PixelItem, *PixelItem.key(pixel_id), condition=PixelItem.tenant_id == pixel.tenant_id
+            tx.update(
+                PixelItem(*PixelItem.key(pixel_id)),
+                actions=[PixelItem.domains.add({domain})],
+                condition=PixelItem.tenant_id == pixel.tenant_id,
             )
             tx.save(item, condition=DomainItem.pk.does_not_exist())
     except TransactWriteError as error:
-        pixel_check, domain_put = error.cancellation_reasons or [None, None]
-        if pixel_check is not None and pixel_check.code == "ConditionalCheckFailed":
-            raise PixelNotFound(pixel_id) from None
-        if domain_put is not None and domain_put.code == "ConditionalCheckFailed":
-            raise _already_exists(domain) from None
-        raise
+        raise _explained(error, pixel_id, domain, missing_domain=False) from None
     return item
 
 
 def remove_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -> str:
-    pixel_for(principal, pixel_id)
+    pixel = pixel_for(principal, pixel_id)
     domain = cleaned(raw_domain)
     try:
-        DomainItem(*DomainItem.key(pixel_id, domain)).delete(condition=DomainItem.pk.exists())
-    except DeleteError as error:
-        if is_condition_failure(error):
-            raise NotFound(f"Domain {domain} not found for this pixel") from None
-        raise
+        with transaction() as tx:
+            tx.update(
+                PixelItem(*PixelItem.key(pixel_id)),
+                actions=[PixelItem.domains.delete({domain})],
+                condition=PixelItem.tenant_id == pixel.tenant_id,
+            )
+            tx.delete(DomainItem(*DomainItem.key(pixel_id, domain)), condition=DomainItem.pk.exists())
+    except TransactWriteError as error:
+        raise _explained(error, pixel_id, domain, missing_domain=True) from None
     return domain
+
+
+def _explained(error: TransactWriteError, pixel_id: int, domain: str, *, missing_domain: bool) -> Exception:
+    """Which condition cancelled the transaction: [pixel, domain], in the order written."""
+    pixel_reason, domain_reason = error.cancellation_reasons or [None, None]
+    if pixel_reason is not None and pixel_reason.code == "ConditionalCheckFailed":
+        return PixelNotFound(pixel_id)
+    if domain_reason is not None and domain_reason.code == "ConditionalCheckFailed":
+        return (
+            NotFound(f"Domain {domain} not found for this pixel")
+            if missing_domain
+            else _already_exists(domain)
+        )
+    return error
 
 
 def list_domains(principal: Principal, pixel_id: int) -> list[DomainItem]:

@@ -2,6 +2,7 @@
 
 from graphql_api.resolvers.common import query
 from graphql_api.resolvers.heropixel import mutation
+from graphql_api.resolvers.heropixel import query as heropixel_query
 from graphql_api.scalars import json_scalar, pixel_id_scalar
 
-bindables = [query, mutation, json_scalar, pixel_id_scalar]
+bindables = [query, heropixel_query, mutation, json_scalar, pixel_id_scalar]

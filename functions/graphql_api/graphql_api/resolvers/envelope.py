@@ -24,7 +24,8 @@ class Answer:
     message: str = "Success"
 
 
-type Operation = Callable[[Principal, dict[str, Any]], Answer]
+# (caller, the `event` argument, the request context)
+type Operation = Callable[[Principal, dict[str, Any], dict[str, Any]], Answer]
 
 
 def principal_of(info: GraphQLResolveInfo[Any], auth: dict[str, str] | None) -> Principal:
@@ -43,7 +44,7 @@ def envelope_resolver(operation: Operation) -> Callable[..., Envelope]:
         _root: Any, info: GraphQLResolveInfo[Any], event: dict[str, Any], auth: dict[str, str] | None = None
     ) -> Envelope:
         try:
-            answer = operation(principal_of(info, auth), event)
+            answer = operation(principal_of(info, auth), event, info.context)
         except GatewayError as error:
             return {"code": error.code, "data": {}, "message": error.message}
         except Exception:

@@ -3,18 +3,20 @@
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ariadne import MutationType
+from ariadne import MutationType, QueryType
 
 from graphql_api.resolvers.envelope import Answer, envelope_resolver
-from pixel_core import pixel_domains, pixels
+from pixel_core import intake, pixel_domains, pixels, stats
 from pixel_core.auth import Principal
 from pixel_core.clock import iso_millis
 from pixel_core.errors import BadRequest
 from pixel_core.models import DomainItem, PixelItem
 
 mutation = MutationType()
+query = QueryType()
 
 type Event = dict[str, Any]
+type Context = dict[str, Any]
 
 
 def dispatch(
@@ -63,7 +65,7 @@ DOMAIN_ACTIONS = {"add": add_domain, "remove": remove_domain, "list": list_domai
 
 @mutation.field("domains")
 @envelope_resolver
-def resolve_domains(principal: Principal, event: Event) -> Answer:
+def resolve_domains(principal: Principal, event: Event, _context: Context) -> Answer:
     return dispatch(event, DOMAIN_ACTIONS)(principal, event)
 
 
@@ -92,8 +94,16 @@ def create_pixel(principal: Principal, event: Event) -> Answer:
 def get_pixel(principal: Principal, event: Event) -> Answer:
     pixel_id = required_pixel_id(event)
     pixel = pixels.pixel_for(principal, pixel_id)
-    domains = [item.domain for item in pixel_domains.domains_of(pixel_id)]
-    return Answer({**pixel_data(pixel), "domains": domains})
+    totals = stats.pixel_totals(pixel_id)
+    return Answer(
+        {
+            **pixel_data(pixel),
+            "domains": [item.domain for item in pixel_domains.domains_of(pixel_id)],
+            "events_received": int(totals.events_received) if totals else 0,
+            "events_dropped": int(totals.events_dropped) if totals else 0,
+            "last_received_at": stats.last_received_iso(totals),
+        }
+    )
 
 
 def list_pixels(principal: Principal, event: Event) -> Answer:
@@ -112,5 +122,26 @@ PIXEL_ACTIONS = {"create": create_pixel, "get": get_pixel, "list": list_pixels, 
 
 @mutation.field("pixels")
 @envelope_resolver
-def resolve_pixels(principal: Principal, event: Event) -> Answer:
+def resolve_pixels(principal: Principal, event: Event, _context: Context) -> Answer:
     return dispatch(event, PIXEL_ACTIONS)(principal, event)
+
+
+@mutation.field("pageview")
+@envelope_resolver
+def resolve_pageview(principal: Principal, event: Event, context: Context) -> Answer:
+    result = intake.accept_pageview(
+        principal,
+        pixel_id=event["pixel_id"],
+        domain=event.get("domain"),
+        email=event.get("email"),
+        md5=event.get("md5"),
+        client=intake.Client(ip=context.get("client_ip"), user_agent=context.get("user_agent")),
+    )
+    return Answer({}, result.message)
+
+
+@query.field("stats")
+@envelope_resolver
+def resolve_stats(principal: Principal, event: Event, _context: Context) -> Answer:
+    days = stats.DayRange.parse(event.get("from"), event.get("to"))
+    return Answer(stats.pixel_stats(principal, event["pixel_id"], days))

@@ -1,0 +1,45 @@
+"""Lambda entry point of the counter aggregator: SQS batch of events -> exact DynamoDB counters.
+
+Messages that cannot be parsed are reported as partial batch failures (SQS redelivers them, then
+moves them to the dead-letter queue); the rest of the batch is counted in one aggregated pass.
+If counting itself fails, the whole batch fails and is redelivered: the event markers keep the
+counters exact.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pixel_core.counters import count_events
+from pixel_core.events import PixelEvent
+from pixel_core.observability import logger
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    parsed: list[PixelEvent] = []
+
+    def parse(record: SQSRecord) -> None:
+        parsed.append(PixelEvent.from_message(record.body))
+
+    with processor(records=event["Records"], handler=parse):
+        processor.process()
+        # Inside the block: when every record failed, leaving it raises and fails the batch.
+        outcome = count_events(parsed)
+    logger.info(
+        "Batch counted",
+        extra={
+            "records": len(event["Records"]),
+            "counted": outcome.counted,
+            "duplicates": outcome.duplicates,
+            "orphaned": outcome.orphaned,
+            "unparseable": len(processor.fail_messages),
+            "transactions": outcome.transactions,
+        },
+    )
+    return processor.response()

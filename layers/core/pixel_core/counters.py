@@ -1,0 +1,238 @@
+"""Exact counters from at-least-once delivery.
+
+A batch of events is aggregated in memory, so each counter item gets one write per batch, and
+committed in DynamoDB transactions of at most 100 items. Each transaction also puts one marker per
+event (condition: it does not exist yet). If a marker exists, the event was counted before (a
+redelivered batch, or a crash after the commit and before the acknowledgement): the transaction
+is cancelled, its cancellation reasons name the markers that exist, and it is rebuilt without
+those events. Unique visitors work the same way with a visitor-day item.
+"""
+
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from pixel_core.events import PixelEvent
+from pixel_core.models import (
+    DayDomainItem,
+    DayItem,
+    EventMarkerItem,
+    PixelItem,
+    TotalsItem,
+    VisitorDayItem,
+    VisitorItem,
+    transaction,
+)
+from pixel_core.observability import logger
+
+MAX_TRANSACTION_ITEMS = 100
+# Longer than an event can live in the queue (4 days) plus its dead-letter queue's redrive window.
+MARKER_TTL = timedelta(days=15)
+RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+MAX_RETRIES = 6
+
+type Key = tuple[str, str]
+
+
+class CountingFailed(RuntimeError):
+    """The batch could not be committed; it is retried whole (markers keep that exact)."""
+
+
+@dataclass
+class BatchOutcome:
+    counted: int = 0
+    duplicates: int = 0
+    orphaned: int = 0  # events of pixels deleted before they were counted
+    transactions: int = 0
+
+
+@dataclass
+class _Chunk:
+    """Events to commit in one transaction, and what earlier attempts learned about them."""
+
+    events: list[PixelEvent]
+    counted_before: set[str] = field(default_factory=set)  # event ids with a marker
+    seen_visitor_days: set[Key] = field(default_factory=set)  # visitor-day keys that exist
+    missing_pixels: set[int] = field(default_factory=set)
+
+    def live(self) -> list[PixelEvent]:
+        return [
+            event
+            for event in self.events
+            if event.event_id not in self.counted_before and event.pixel_id not in self.missing_pixels
+        ]
+
+
+def keys_touched(event: PixelEvent) -> set[Key]:
+    keys = {EventMarkerItem.key(event.pixel_id, event.event_id), PixelItem.key(event.pixel_id)}
+    keys.add(TotalsItem.key(event.pixel_id))
+    if event.dropped is None and event.is_page_view:
+        keys.add(DayItem.key(event.pixel_id, event.day))
+        if event.domain:
+            keys.add(DayDomainItem.key(event.pixel_id, event.day, event.domain))
+        if event.visitor_md5:
+            keys.add(VisitorDayItem.key(event.pixel_id, event.day, event.visitor_md5))
+            keys.add(VisitorItem.key(event.pixel_id, event.visitor_md5))
+    return keys
+
+
+def chunks(events: Sequence[PixelEvent]) -> Iterable[list[PixelEvent]]:
+    """Consecutive groups whose writes fit in one transaction (an item may appear only once)."""
+    chunk: list[PixelEvent] = []
+    keys: set[Key] = set()
+    for event in events:
+        touched = keys_touched(event)
+        if chunk and len(keys | touched) > MAX_TRANSACTION_ITEMS:
+            yield chunk
+            chunk, keys = [], set()
+        chunk.append(event)
+        keys |= touched
+    if chunk:
+        yield chunk
+
+
+def count_events(
+    events: Sequence[PixelEvent], *, sleep: Callable[[float], None] = time.sleep
+) -> BatchOutcome:
+    outcome = BatchOutcome()
+    unique = list({event.event_id: event for event in reversed(events)}.values())[::-1]
+    outcome.duplicates += len(events) - len(unique)
+    for events_in_chunk in chunks(unique):
+        _commit(_Chunk(events_in_chunk), outcome, sleep)
+    return outcome
+
+
+def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]) -> None:
+    retries = 0
+    # Each cancellation for a failed condition removes at least one item, so this ends.
+    while live := chunk.live():
+        writes = _writes(live, chunk.seen_visitor_days)
+        try:
+            with transaction() as tx:
+                for write in writes:
+                    write.apply(tx)
+        except TransactWriteError as error:
+            reasons = [reason.code if reason else "None" for reason in error.cancellation_reasons or []]
+            if "ConditionalCheckFailed" in reasons:
+                _learn(chunk, writes, reasons)
+                continue
+            if (error.cause_response_code in RETRYABLE_REASONS or RETRYABLE_REASONS & set(reasons)) and (
+                retries < MAX_RETRIES
+            ):
+                retries += 1
+                sleep(min(2.0, 0.05 * 2**retries) * random.uniform(0.5, 1.0))  # noqa: S311  # jitter, not crypto
+                continue
+            raise CountingFailed(f"transaction failed: {error.cause_response_code} {reasons}") from error
+        outcome.transactions += 1
+        outcome.counted += len(live)
+        break
+    outcome.duplicates += len(chunk.counted_before)
+    outcome.orphaned += sum(1 for event in chunk.events if event.pixel_id in chunk.missing_pixels)
+    if chunk.missing_pixels:
+        logger.warning("Events of deleted pixels discarded", extra={"pixels": sorted(chunk.missing_pixels)})
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One item of the transaction, and what a failed condition on it would mean (`kind`, `subject`)."""
+
+    kind: str  # marker | pixel | visitor_day | counter
+    subject: Any
+    item: Any
+    actions: list[Any] | None = None
+    condition: Any = None
+
+    def apply(self, tx: TransactWrite) -> None:
+        if self.kind == "pixel":
+            tx.condition_check(PixelItem, self.item.pk, self.item.sk, condition=self.condition)
+        elif self.actions is not None:
+            tx.update(self.item, actions=self.actions)
+        else:
+            tx.save(self.item, condition=self.condition)
+
+
+def _learn(chunk: _Chunk, writes: list[_Write], reasons: list[str]) -> None:
+    for write, reason in zip(writes, reasons, strict=False):
+        if reason != "ConditionalCheckFailed":
+            continue
+        if write.kind == "marker":
+            chunk.counted_before.add(write.subject)
+        elif write.kind == "visitor_day":
+            chunk.seen_visitor_days.add(write.subject)
+        elif write.kind == "pixel":
+            chunk.missing_pixels.add(write.subject)
+
+
+def _writes(events: list[PixelEvent], seen_visitor_days: set[Key]) -> list[_Write]:
+    expires_at = time.time() + MARKER_TTL.total_seconds()
+    writes: list[_Write] = []
+    by_pixel: dict[int, list[PixelEvent]] = defaultdict(list)
+    for event in events:
+        by_pixel[event.pixel_id].append(event)
+        marker = EventMarkerItem(*EventMarkerItem.key(event.pixel_id, event.event_id), expires_at=expires_at)
+        writes.append(_Write("marker", event.event_id, marker, condition=EventMarkerItem.pk.does_not_exist()))
+    for pixel_id, pixel_events in by_pixel.items():
+        pixel = PixelItem(*PixelItem.key(pixel_id))
+        writes.append(_Write("pixel", pixel_id, pixel, condition=PixelItem.pk.exists()))
+        writes.extend(_counter_writes(pixel_id, pixel_events, seen_visitor_days))
+    return writes
+
+
+def _counter_writes(pixel_id: int, events: list[PixelEvent], seen_visitor_days: set[Key]) -> list[_Write]:
+    writes: list[_Write] = []
+    received = [event for event in events if event.dropped is None]
+    totals_actions: list[Any] = []
+    if received:
+        totals_actions.append(TotalsItem.events_received.add(len(received)))
+        totals_actions.append(TotalsItem.last_received_at.set(max(event.received_at for event in received)))
+    if dropped := len(events) - len(received):
+        totals_actions.append(TotalsItem.events_dropped.add(dropped))
+    writes.append(_counter(TotalsItem(*TotalsItem.key(pixel_id)), totals_actions))
+
+    page_views = [event for event in received if event.is_page_view]
+    for day, views in Counter(event.day for event in page_views).items():
+        new_visitor_days = sorted(
+            {
+                key
+                for event in page_views
+                if event.day == day
+                and event.visitor_md5
+                and (key := VisitorDayItem.key(pixel_id, day, event.visitor_md5)) not in seen_visitor_days
+            }
+        )
+        for key in new_visitor_days:
+            writes.append(
+                _Write("visitor_day", key, VisitorDayItem(*key), condition=VisitorDayItem.pk.does_not_exist())
+            )
+        day_actions: list[Any] = [DayItem.pageviews.add(views)]
+        if new_visitor_days:
+            day_actions.append(DayItem.visitors.add(len(new_visitor_days)))
+        writes.append(_counter(DayItem(*DayItem.key(pixel_id, day)), day_actions))
+    for (day, domain), views in Counter((e.day, e.domain) for e in page_views if e.domain).items():
+        item = DayDomainItem(*DayDomainItem.key(pixel_id, day, domain))
+        writes.append(_counter(item, [DayDomainItem.domain.set(domain), DayDomainItem.pageviews.add(views)]))
+
+    visits: dict[str, list[PixelEvent]] = defaultdict(list)
+    for event in page_views:
+        if event.visitor_md5:
+            visits[event.visitor_md5].append(event)
+    for md5, visitor_events in visits.items():
+        times = [event.event_time for event in visitor_events]
+        actions = [
+            VisitorItem.first_seen.set(VisitorItem.first_seen | min(times)),
+            VisitorItem.last_seen.set(max(times)),
+            VisitorItem.pageviews.add(len(visitor_events)),
+        ]
+        writes.append(_counter(VisitorItem(*VisitorItem.key(pixel_id, md5)), actions))
+    return writes
+
+
+def _counter(item: Any, actions: list[Any]) -> _Write:
+    return _Write("counter", item.sk, item, actions=actions)

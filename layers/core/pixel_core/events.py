@@ -1,0 +1,127 @@
+"""The event message: what intake puts on the events queue and the aggregator reads.
+
+Format version 1, one JSON object per SQS message (a sample is events/sqs_pixel_events.json):
+
+| field            | type            | meaning                                                   |
+|------------------|-----------------|-----------------------------------------------------------|
+| v                | 1               | format version                                            |
+| event_id         | string          | unique; the same all the way to Meta                      |
+| event_name       | string          | `PageView`, ...                                           |
+| pixel_id         | string (digits) | 64-bit pixel id                                           |
+| tenant_id        | string          | owner of the pixel at intake                              |
+| event_time       | int             | Unix seconds, when it happened                            |
+| received_at      | number          | Unix seconds, when intake accepted it                     |
+| domain           | string or null  | cleaned host name                                         |
+| visitor_md5      | string or null  | MD5 of the normalized e-mail                              |
+| email_sha256     | string or null  | SHA-256 of the normalized e-mail (never the e-mail)       |
+| dropped          | string or null  | why intake dropped it; null when accepted                 |
+| client_ip        | string or null  | caller's address                                          |
+| user_agent       | string or null  | caller's user agent                                       |
+"""
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+FORMAT_VERSION = 1
+PAGE_VIEW = "PageView"
+MAX_MESSAGE_BYTES = 64 * 1024
+_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class InvalidEventMessage(ValueError):
+    """A message the aggregator cannot count: it goes back to the queue and on to the DLQ."""
+
+
+@dataclass(frozen=True, slots=True)
+class PixelEvent:
+    event_id: str
+    event_name: str
+    pixel_id: int
+    tenant_id: str
+    event_time: int
+    received_at: float
+    domain: str | None = None
+    visitor_md5: str | None = None
+    email_sha256: str | None = None
+    dropped: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+    @property
+    def day(self) -> str:
+        """UTC day of the event, the unit of the daily counters."""
+        return datetime.fromtimestamp(self.event_time, UTC).strftime("%Y-%m-%d")
+
+    @property
+    def is_page_view(self) -> bool:
+        return self.event_name == PAGE_VIEW
+
+    def to_message(self) -> str:
+        body = asdict(self)
+        body["pixel_id"] = str(self.pixel_id)
+        return json.dumps({"v": FORMAT_VERSION, **body}, separators=(",", ":"))
+
+    @classmethod
+    def from_message(cls, body: str) -> "PixelEvent":
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise InvalidEventMessage("message too large")
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as error:
+            raise InvalidEventMessage(f"not JSON: {error.msg}") from None
+        if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
+            raise InvalidEventMessage("not a version 1 event message")
+        return cls(
+            event_id=_matching(data, "event_id", _EVENT_ID),
+            event_name=_text(data, "event_name", 64),
+            pixel_id=_pixel_id(data.get("pixel_id")),
+            tenant_id=_text(data, "tenant_id", 128),
+            event_time=_number(data, "event_time", int),
+            received_at=_number(data, "received_at", float),
+            domain=_optional_text(data, "domain", 253),
+            visitor_md5=_optional_matching(data, "visitor_md5", _MD5),
+            email_sha256=_optional_matching(data, "email_sha256", _SHA256),
+            dropped=_optional_text(data, "dropped", 256),
+            client_ip=_optional_text(data, "client_ip", 64),
+            user_agent=_optional_text(data, "user_agent", 1024),
+        )
+
+
+def _text(data: dict[str, Any], name: str, max_length: int) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not 0 < len(value) <= max_length:
+        raise InvalidEventMessage(f"{name}: expected a string of 1-{max_length} characters")
+    return value
+
+
+def _optional_text(data: dict[str, Any], name: str, max_length: int) -> str | None:
+    return None if data.get(name) is None else _text(data, name, max_length)
+
+
+def _matching(data: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InvalidEventMessage(f"{name}: malformed")
+    return value
+
+
+def _optional_matching(data: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str | None:
+    return None if data.get(name) is None else _matching(data, name, pattern)
+
+
+def _number[NumberT: (int, float)](data: dict[str, Any], name: str, kind: type[NumberT]) -> NumberT:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**40:
+        raise InvalidEventMessage(f"{name}: expected a Unix timestamp")
+    return kind(value)
+
+
+def _pixel_id(value: object) -> int:
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 20:
+        raise InvalidEventMessage("pixel_id: expected a string of digits")
+    return int(value)

@@ -1,0 +1,98 @@
+"""Reading the aggregator's counters: a pixel's totals, and per-day stats over a range of UTC days."""
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from pixel_core.auth import Principal
+from pixel_core.clock import iso_from_unix
+from pixel_core.errors import BadRequest
+from pixel_core.models import (
+    DAY_PREFIX,
+    VISITOR_DAY_PREFIX,
+    DayDomainItem,
+    DayItem,
+    TableItem,
+    TotalsItem,
+    find,
+    pixel_partition,
+)
+from pixel_core.pixels import pixel_for
+
+MAX_RANGE_DAYS = 92
+
+
+@dataclass(frozen=True, slots=True)
+class DayRange:
+    start: date
+    end: date
+
+    @classmethod
+    def parse(cls, start: object, end: object) -> "DayRange":
+        first, last = _day(start, "from"), _day(end, "to")
+        if last < first:
+            raise BadRequest("'to' must not be before 'from'")
+        if (last - first).days + 1 > MAX_RANGE_DAYS:
+            raise BadRequest(f"The range may span at most {MAX_RANGE_DAYS} days")
+        return cls(first, last)
+
+    def sort_key_bounds(self, prefix: str) -> tuple[str, str]:
+        # "~" sorts after every character used in the keys that follow a day.
+        return f"{prefix}{self.start.isoformat()}", f"{prefix}{self.end.isoformat()}#~"
+
+
+def _day(value: object, name: str) -> date:
+    if not isinstance(value, str) or len(value) != 10:
+        raise BadRequest(f"'{name}' must be a date like 2026-11-24")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"'{name}' must be a date like 2026-11-24") from None
+
+
+def pixel_totals(pixel_id: int) -> TotalsItem | None:
+    return find(TotalsItem, TotalsItem.key(pixel_id))
+
+
+def pixel_stats(principal: Principal, pixel_id: int, days: DayRange) -> dict[str, Any]:
+    pixel_for(principal, pixel_id)
+    partition = pixel_partition(pixel_id)
+    by_day: dict[str, dict[str, Any]] = {}
+    low, high = days.sort_key_bounds(DAY_PREFIX)
+    for item in TableItem.query(partition, TableItem.sk.between(low, high)):
+        day = item.sk[len(DAY_PREFIX) : len(DAY_PREFIX) + 10]
+        entry = by_day.setdefault(day, {"date": day, "pageviews": 0, "visitors": 0, "domains": []})
+        if isinstance(item, DayItem):
+            entry["pageviews"], entry["visitors"] = int(item.pageviews), int(item.visitors)
+        elif isinstance(item, DayDomainItem):
+            entry["domains"].append({"domain": item.domain, "pageviews": int(item.pageviews)})
+    for entry in by_day.values():
+        entry["domains"].sort(key=lambda d: (-d["pageviews"], d["domain"]))
+    return {
+        "pixel_id": pixel_id,
+        "from": days.start.isoformat(),
+        "to": days.end.isoformat(),
+        "totals": {
+            "pageviews": sum(entry["pageviews"] for entry in by_day.values()),
+            "visitors": _distinct_visitors(partition, days),
+        },
+        "days": [by_day[day] for day in sorted(by_day)],
+    }
+
+
+def _distinct_visitors(partition: str, days: DayRange) -> int:
+    """Visitors seen on any day of the range, each once: from the visitor-day items."""
+    low, high = days.sort_key_bounds(VISITOR_DAY_PREFIX)
+    md5s = {
+        item.sk.rsplit("#", 1)[1]
+        for item in TableItem.query(
+            partition, TableItem.sk.between(low, high), attributes_to_get=["sk", "item_type"]
+        )
+    }
+    return len(md5s)
+
+
+def last_received_iso(totals: TotalsItem | None) -> str | None:
+    if totals is None or totals.last_received_at is None:
+        return None
+    return iso_from_unix(float(totals.last_received_at))
