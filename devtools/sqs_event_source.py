@@ -188,7 +188,9 @@ class SqsEventSource:
             )
             return all_ids
         if failed:
-            logger.info("%s reported %d of %d messages as failed", self._function_name, len(failed), len(messages))
+            logger.info(
+                "%s reported %d of %d messages as failed", self._function_name, len(failed), len(messages)
+            )
         return failed
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -273,7 +275,9 @@ class SqsEventSource:
             # The loop only notices the flag between batches: allow for a receive and a handler run.
             thread.join(max(deadline - time.monotonic(), self._poll_wait + self._window + self._timeout + 1))
             if thread.is_alive():
-                logger.warning("the event source of %s is still busy; it stops after this batch", self._function_name)
+                logger.warning(
+                    "the event source of %s is still busy; it stops after this batch", self._function_name
+                )
             self._thread = None
 
     def _queued_messages(self) -> int:

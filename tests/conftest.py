@@ -19,6 +19,7 @@ for _name, _value in {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
     "TABLE_NAME": "pixel-gateway-test",
+    "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-test-EventsQueue",
     "STAGE": "dev",
     "POWERTOOLS_SERVICE_NAME": "pixel-gateway",
     "POWERTOOLS_METRICS_NAMESPACE": "PixelGateway",
@@ -32,12 +33,13 @@ from graphql import graphql_sync  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from devtools.dynamodb_local import DynamoDBLocal  # noqa: E402
-from devtools.provision import provision  # noqa: E402
+from devtools.provision import ProvisionedResources, provision  # noqa: E402
 from devtools.template import load_template  # noqa: E402
 from pixel_core import auth  # noqa: E402
 from pixel_core.models import bind_models  # noqa: E402
 
 AWS_DYNAMODB_ENDPOINT = "https://dynamodb.us-east-1.amazonaws.com"
+AWS_SQS_ENDPOINT = "https://sqs.us-east-1.amazonaws.com"
 _table_numbers = itertools.count(1)
 
 
@@ -47,17 +49,23 @@ def template() -> dict[str, Any]:
 
 
 @pytest.fixture
-def moto_table(template: dict[str, Any]) -> Iterator[str]:
-    """The template's table in moto, in process; models bound to it."""
+def aws(template: dict[str, Any]) -> Iterator[ProvisionedResources]:
+    """moto in process, with the template's queues (and table) created in it."""
     with mock_aws():
-        provision(
+        yield provision(
             template,
             dynamodb_endpoint=AWS_DYNAMODB_ENDPOINT,
-            sqs_endpoint=None,
+            sqs_endpoint=AWS_SQS_ENDPOINT,
             table_names={"PixelTable": "pixel-gateway-test"},
+            queue_prefix="pixel-gateway-test",
         )
-        bind_models(table_name="pixel-gateway-test", host=None)
-        yield "pixel-gateway-test"
+
+
+@pytest.fixture
+def moto_table(aws: ProvisionedResources) -> str:
+    """The template's table in moto, in process; models bound to it."""
+    bind_models(table_name="pixel-gateway-test", host=None)
+    return "pixel-gateway-test"
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +76,9 @@ def dynamodb_local() -> Iterator[DynamoDBLocal]:
 
 
 @pytest.fixture
-def local_table(template: dict[str, Any], dynamodb_local: DynamoDBLocal) -> Iterator[str]:
+def local_table(
+    template: dict[str, Any], dynamodb_local: DynamoDBLocal, aws: ProvisionedResources
+) -> Iterator[str]:
     """A fresh table (from the template) in DynamoDB Local for each test; models bound to it."""
     name = f"pixel-gateway-test-{next(_table_numbers)}"
     provision(

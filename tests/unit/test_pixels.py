@@ -22,7 +22,13 @@ def test_create_with_explicit_id_then_get_shows_name_tenant_and_domains(app, gql
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", created["data"]["created_at"])
     gql(DOMAINS, {"event": {"pixel_id": 123, "action": "add", "domain": "shop.example"}}, app.basic_header)
     got = pixels(gql, app, {"action": "get", "pixel_id": 123})
-    assert got["data"] == {**created["data"], "domains": ["shop.example"]}
+    assert got["data"] == {
+        **created["data"],
+        "domains": ["shop.example"],
+        "events_received": 0,
+        "events_dropped": 0,
+        "last_received_at": None,
+    }
 
 
 def test_create_without_id_allocates_distinct_ids(app, gql):

@@ -35,6 +35,16 @@ from pixel_core.observability import logger
 MAX_TRANSACTION_ITEMS = 100
 # Longer than an event can live in the queue (4 days) plus its dead-letter queue's redrive window.
 MARKER_TTL = timedelta(days=15)
+# Worth another attempt: whole-request errors (after botocore's own retries) and per-item reasons.
+RETRYABLE_ERRORS = frozenset(
+    {
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TransactionInProgressException",
+        "InternalServerError",
+    }
+)
 RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 MAX_RETRIES = 6
 
@@ -113,19 +123,19 @@ def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]
     retries = 0
     # Each cancellation for a failed condition removes at least one item, so this ends.
     while live := chunk.live():
-        writes = _writes(live, chunk.seen_visitor_days)
+        writes = _in_commit_order(_writes(live, chunk.seen_visitor_days))
         try:
             with transaction() as tx:
                 for write in writes:
                     write.apply(tx)
         except TransactWriteError as error:
             reasons = [reason.code if reason else "None" for reason in error.cancellation_reasons or []]
-            if "ConditionalCheckFailed" in reasons:
-                _learn(chunk, writes, reasons)
+            if "ConditionalCheckFailed" in reasons and _learn(chunk, writes, reasons):
                 continue
-            if (error.cause_response_code in RETRYABLE_REASONS or RETRYABLE_REASONS & set(reasons)) and (
-                retries < MAX_RETRIES
-            ):
+            retryable = error.cause_response_code in RETRYABLE_ERRORS or bool(
+                RETRYABLE_REASONS & set(reasons)
+            )
+            if retryable and retries < MAX_RETRIES:
                 retries += 1
                 sleep(min(2.0, 0.05 * 2**retries) * random.uniform(0.5, 1.0))  # noqa: S311  # jitter, not crypto
                 continue
@@ -158,16 +168,31 @@ class _Write:
             tx.save(self.item, condition=self.condition)
 
 
-def _learn(chunk: _Chunk, writes: list[_Write], reasons: list[str]) -> None:
+# PynamoDB sends a transaction's items grouped as condition checks, deletes, puts, updates, and
+# DynamoDB's cancellation reasons follow that order: keep the writes in it to read them back.
+_COMMIT_ORDER = {"pixel": 0, "marker": 2, "visitor_day": 2, "counter": 3}
+
+
+def _in_commit_order(writes: list[_Write]) -> list[_Write]:
+    return sorted(writes, key=lambda write: _COMMIT_ORDER[write.kind])
+
+
+def _learn(chunk: _Chunk, writes: list[_Write], reasons: list[str]) -> bool:
+    """Records which conditions failed; False when none of them was one we know how to handle."""
+    learned = False
     for write, reason in zip(writes, reasons, strict=False):
         if reason != "ConditionalCheckFailed":
             continue
+        learned = True
         if write.kind == "marker":
             chunk.counted_before.add(write.subject)
         elif write.kind == "visitor_day":
             chunk.seen_visitor_days.add(write.subject)
         elif write.kind == "pixel":
             chunk.missing_pixels.add(write.subject)
+        else:
+            learned = False
+    return learned
 
 
 def _writes(events: list[PixelEvent], seen_visitor_days: set[Key]) -> list[_Write]:

@@ -73,8 +73,9 @@ def remove_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -
 
 
 def _explained(error: TransactWriteError, pixel_id: int, domain: str, *, missing_domain: bool) -> Exception:
-    """Which condition cancelled the transaction: [pixel, domain], in the order written."""
-    pixel_reason, domain_reason = error.cancellation_reasons or [None, None]
+    """Which condition cancelled the transaction. PynamoDB sends a transaction's items grouped as
+    condition checks, deletes, puts, updates, so the reasons come as [domain, pixel] here."""
+    domain_reason, pixel_reason = error.cancellation_reasons or [None, None]
     if pixel_reason is not None and pixel_reason.code == "ConditionalCheckFailed":
         return PixelNotFound(pixel_id)
     if domain_reason is not None and domain_reason.code == "ConditionalCheckFailed":
