@@ -25,6 +25,7 @@ from pixel_core.models import (
     DayItem,
     EventMarkerItem,
     PixelItem,
+    TableItem,
     TotalsItem,
     VisitorDayItem,
     VisitorItem,
@@ -196,12 +197,11 @@ def _learn(chunk: _Chunk, writes: list[_Write], reasons: list[str]) -> bool:
 
 
 def _writes(events: list[PixelEvent], seen_visitor_days: set[Key]) -> list[_Write]:
-    expires_at = time.time() + MARKER_TTL.total_seconds()
     writes: list[_Write] = []
     by_pixel: dict[int, list[PixelEvent]] = defaultdict(list)
     for event in events:
         by_pixel[event.pixel_id].append(event)
-        marker = EventMarkerItem(*EventMarkerItem.key(event.pixel_id, event.event_id), expires_at=expires_at)
+        marker = EventMarkerItem(*EventMarkerItem.key(event.pixel_id, event.event_id), expires_at=MARKER_TTL)
         writes.append(_Write("marker", event.event_id, marker, condition=EventMarkerItem.pk.does_not_exist()))
     for pixel_id, pixel_events in by_pixel.items():
         pixel = PixelItem(*PixelItem.key(pixel_id))
@@ -260,4 +260,6 @@ def _counter_writes(pixel_id: int, events: list[PixelEvent], seen_visitor_days: 
 
 
 def _counter(item: Any, actions: list[Any]) -> _Write:
-    return _Write("counter", item.sk, item, actions=actions)
+    # UpdateItem creates the item when missing, but only with the attributes it names: name the
+    # item type too, or the item could not be read back as its model.
+    return _Write("counter", item.sk, item, actions=[*actions, TableItem.item_type.set(type(item))])

@@ -1,0 +1,369 @@
+"""The aggregator's counting is exact under at-least-once delivery.
+
+Runs against moto and Amazon's DynamoDB Local (the `table` fixture).
+"""
+
+import itertools
+import uuid
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pixel_core import counters
+from pixel_core.auth import Principal
+from pixel_core.clock import utc_now
+from pixel_core.counters import CountingFailed, count_events
+from pixel_core.events import PixelEvent
+from pixel_core.models import (
+    DayDomainItem,
+    DayItem,
+    EventMarkerItem,
+    PixelItem,
+    TableItem,
+    TotalsItem,
+    VisitorDayItem,
+    VisitorItem,
+    pixel_partition,
+)
+from pixel_core.stats import DayRange, pixel_stats
+
+DAY_1 = 1_795_500_000  # 2026-11-24T01:20:00Z
+DAY_2 = DAY_1 + 86_400
+_pixel_numbers = itertools.count(10_000)
+
+
+def new_pixel() -> int:
+    pixel_id = next(_pixel_numbers)
+    PixelItem.new(pixel_id, "tenant", created_at=utc_now()).save()
+    return pixel_id
+
+
+def event(
+    pixel_id: int, *, when: int = DAY_1, domain: str = "a.example", md5: str | None = None, dropped=None
+):
+    return PixelEvent(
+        event_id=str(uuid.uuid4()),
+        event_name="PageView",
+        pixel_id=pixel_id,
+        tenant_id="tenant",
+        event_time=when,
+        received_at=float(when),
+        domain=domain,
+        visitor_md5=md5,
+        dropped=dropped,
+    )
+
+
+def visitor(n: int) -> str:
+    return f"{n:032x}"
+
+
+def expected_counters(events: list[PixelEvent]) -> dict[str, Any]:
+    """What the counters must say: computed from the distinct events, independently of the code."""
+    unique = {e.event_id: e for e in events}.values()
+    counted = [e for e in unique if e.dropped is None]
+    snapshot: dict[str, Any] = {
+        "received": len(counted),
+        "dropped": sum(1 for e in unique if e.dropped),
+        "days": defaultdict(lambda: {"pageviews": 0, "visitors": set()}),
+        "domains": Counter(),
+        "visitors": Counter(),
+    }
+    for e in counted:
+        snapshot["days"][e.day]["pageviews"] += 1
+        snapshot["domains"][(e.day, e.domain)] += 1
+        if e.visitor_md5:
+            snapshot["days"][e.day]["visitors"].add(e.visitor_md5)
+            snapshot["visitors"][e.visitor_md5] += 1
+    snapshot["days"] = {day: (v["pageviews"], len(v["visitors"])) for day, v in snapshot["days"].items()}
+    return snapshot
+
+
+def stored_counters(pixel_id: int) -> dict[str, Any]:
+    snapshot: dict[str, Any] = {
+        "received": 0,
+        "dropped": 0,
+        "days": {},
+        "domains": Counter(),
+        "visitors": Counter(),
+    }
+    for item in TableItem.query(pixel_partition(pixel_id)):
+        if isinstance(item, TotalsItem):
+            snapshot["received"], snapshot["dropped"] = int(item.events_received), int(item.events_dropped)
+        elif isinstance(item, DayItem):
+            snapshot["days"][item.sk[4:]] = (int(item.pageviews), int(item.visitors))
+        elif isinstance(item, DayDomainItem):
+            snapshot["domains"][(item.sk[4:14], item.domain)] = int(item.pageviews)
+        elif isinstance(item, VisitorItem):
+            snapshot["visitors"][item.sk.split("#")[1]] = int(item.pageviews)
+    return snapshot
+
+
+def mixed_batch(pixel_id: int) -> list[PixelEvent]:
+    return [
+        event(pixel_id, md5=visitor(1)),
+        event(pixel_id, md5=visitor(1), domain="b.example"),
+        event(pixel_id, md5=visitor(2)),
+        event(pixel_id),
+        event(pixel_id, when=DAY_2, md5=visitor(1)),
+        event(pixel_id, dropped="domain x is not attached"),
+    ]
+
+
+def test_a_batch_is_counted_into_totals_days_domains_and_visitors(table):
+    pixel_id = new_pixel()
+    batch = mixed_batch(pixel_id)
+    outcome = count_events(batch)
+    assert outcome.counted == 6
+    stored = stored_counters(pixel_id)
+    assert stored == expected_counters(batch)
+    assert stored["received"] == 5
+    assert stored["dropped"] == 1
+    assert stored["days"] == {"2026-11-24": (4, 2), "2026-11-25": (1, 1)}
+    totals = TotalsItem.get(*TotalsItem.key(pixel_id))
+    assert totals.last_received_at == DAY_2
+
+
+def test_the_same_batch_delivered_three_times_counts_once(table):
+    pixel_id = new_pixel()
+    batch = mixed_batch(pixel_id)
+    outcomes = [count_events(batch) for _ in range(3)]
+    assert [o.counted for o in outcomes] == [6, 0, 0]
+    assert [o.duplicates for o in outcomes] == [0, 6, 6]
+    assert stored_counters(pixel_id) == expected_counters(batch)
+
+
+def test_a_message_repeated_inside_one_batch_counts_once(table):
+    pixel_id = new_pixel()
+    first, second = event(pixel_id, md5=visitor(7)), event(pixel_id)
+    outcome = count_events([first, second, first, first, second])
+    assert outcome.counted == 2
+    assert outcome.duplicates == 3
+    assert stored_counters(pixel_id) == expected_counters([first, second])
+
+
+def test_visitor_seen_again_in_a_later_batch_is_not_a_new_visitor_that_day(table):
+    pixel_id = new_pixel()
+    count_events([event(pixel_id, md5=visitor(1))])
+    count_events([event(pixel_id, md5=visitor(1)), event(pixel_id, md5=visitor(2))])
+    assert stored_counters(pixel_id)["days"] == {"2026-11-24": (3, 2)}
+    assert VisitorItem.get(*VisitorItem.key(pixel_id, visitor(1))).pageviews == 2
+
+
+def test_a_crash_after_the_commit_and_before_the_acknowledgement_counts_nothing_twice(table, monkeypatch):
+    # Given a transaction that commits and then "crashes" before returning
+    pixel_id = new_pixel()
+    batch = mixed_batch(pixel_id)
+    real_transaction = counters.transaction
+
+    @contextmanager
+    def commit_then_crash():
+        with real_transaction() as tx:
+            yield tx
+        raise RuntimeError("container died after the commit")
+
+    monkeypatch.setattr(counters, "transaction", commit_then_crash)
+    with pytest.raises(RuntimeError):
+        count_events(batch)
+    # When the batch is redelivered to a healthy aggregator
+    monkeypatch.setattr(counters, "transaction", real_transaction)
+    redelivered = count_events(batch)
+    # Then nothing is counted twice and nothing is lost
+    assert redelivered.counted == 0
+    assert stored_counters(pixel_id) == expected_counters(batch)
+
+
+def cancelled(*codes: str) -> Any:
+    from pynamodb.exceptions import CancellationReason, TransactWriteError, VerboseClientError
+
+    cause = VerboseClientError(
+        {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}},
+        "TransactWriteItems",
+        cancellation_reasons=[CancellationReason(code=code) for code in codes],
+    )
+    return TransactWriteError("Failed to write transaction items", cause=cause)
+
+
+def throttled() -> Any:
+    from botocore.exceptions import ClientError
+    from pynamodb.exceptions import TransactWriteError
+
+    cause = ClientError(
+        {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems"
+    )
+    return TransactWriteError("Failed to write transaction items", cause=cause)
+
+
+def failing_first(monkeypatch, errors: list[Any]) -> list[int]:
+    """Makes the next len(errors) transactions fail with these errors before reaching DynamoDB."""
+    real_transaction = counters.transaction
+    attempts = [0]
+
+    @contextmanager
+    def flaky():
+        attempts[0] += 1
+        if attempts[0] <= len(errors):
+            yield _Discarding()
+            raise errors[attempts[0] - 1]
+        with real_transaction() as tx:
+            yield tx
+
+    monkeypatch.setattr(counters, "transaction", flaky)
+    return attempts
+
+
+class _Discarding:
+    def __getattr__(self, _name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def test_conflicts_and_throttling_on_the_first_attempts_are_retried_and_count_once(table, monkeypatch):
+    pixel_id = new_pixel()
+    batch = mixed_batch(pixel_id)
+    attempts = failing_first(
+        monkeypatch, [cancelled("None", "TransactionConflict"), throttled(), cancelled("ThrottlingError")]
+    )
+    sleeps: list[float] = []
+    outcome = count_events(batch, sleep=sleeps.append)
+    assert attempts[0] == 4
+    assert len(sleeps) == 3
+    assert all(0 < pause <= 2.0 for pause in sleeps)
+    assert outcome.counted == 6
+    assert stored_counters(pixel_id) == expected_counters(batch)
+
+
+def test_retries_exhausted_fail_the_batch_without_writing_and_a_redelivery_counts_it_once(table, monkeypatch):
+    pixel_id = new_pixel()
+    batch = mixed_batch(pixel_id)
+    failing_first(monkeypatch, [throttled()] * (counters.MAX_RETRIES + 1))
+    with pytest.raises(CountingFailed):
+        count_events(batch, sleep=lambda _pause: None)
+    assert stored_counters(pixel_id)["received"] == 0
+    monkeypatch.undo()
+    count_events(batch)
+    assert stored_counters(pixel_id) == expected_counters(batch)
+
+
+def test_events_of_a_deleted_pixel_are_discarded_without_writing(table):
+    gone = next(_pixel_numbers)
+    alive = new_pixel()
+    outcome = count_events([event(gone, md5=visitor(1)), event(alive)])
+    assert outcome.orphaned == 1
+    assert outcome.counted == 1
+    assert list(TableItem.query(pixel_partition(gone))) == []
+    assert stored_counters(alive)["received"] == 1
+
+
+def test_a_large_batch_is_split_into_transactions_of_at_most_100_items(table, monkeypatch):
+    # Given 250 events with many distinct visitors and domains over two pixels
+    pixels = [new_pixel(), new_pixel()]
+    batch = [
+        event(pixels[n % 2], md5=visitor(n % 90), domain=f"d{n % 30}.example", when=DAY_1 + (n % 2) * 86_400)
+        for n in range(250)
+    ]
+    sizes: list[int] = []
+    real_transaction = counters.transaction
+
+    @contextmanager
+    def measured():
+        with real_transaction() as tx:
+            yield tx
+            sizes.append(len(tx._condition_check_items + tx._put_items + tx._update_items + tx._delete_items))
+
+    monkeypatch.setattr(counters, "transaction", measured)
+    outcome = count_events(batch)
+    # Then every transaction fits DynamoDB's limit, and the counters are exact
+    assert outcome.counted == 250
+    assert len(sizes) > 1
+    assert max(sizes) <= 100
+    for pixel_id in pixels:
+        assert stored_counters(pixel_id) == expected_counters([e for e in batch if e.pixel_id == pixel_id])
+
+
+def test_markers_carry_a_ttl(table):
+    pixel_id = new_pixel()
+    one = event(pixel_id)
+    count_events([one])
+    marker = EventMarkerItem.get(*EventMarkerItem.key(pixel_id, one.event_id))
+    assert marker.expires_at is not None
+    assert (marker.expires_at - utc_now()).days >= 14
+
+
+def test_stats_reads_days_domains_and_distinct_visitors_over_a_range(table):
+    pixel_id = new_pixel()
+    count_events(mixed_batch(pixel_id))
+    principal = Principal(app_id="test", tenant_ids=frozenset({"tenant"}))
+    answer = pixel_stats(principal, pixel_id, DayRange.parse("2026-11-01", "2026-11-30"))
+    assert answer["totals"] == {"pageviews": 5, "visitors": 2}
+    assert answer["days"] == [
+        {
+            "date": "2026-11-24",
+            "pageviews": 4,
+            "visitors": 2,
+            "domains": [{"domain": "a.example", "pageviews": 3}, {"domain": "b.example", "pageviews": 1}],
+        },
+        {
+            "date": "2026-11-25",
+            "pageviews": 1,
+            "visitors": 1,
+            "domains": [{"domain": "a.example", "pageviews": 1}],
+        },
+    ]
+    only_second_day = pixel_stats(principal, pixel_id, DayRange.parse("2026-11-25", "2026-11-25"))
+    assert only_second_day["totals"] == {"pageviews": 1, "visitors": 1}
+
+
+# Delivery schedules: every event arrives at least once, in any grouping, some of them repeatedly.
+events_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 5),
+        st.sampled_from(["a.example", "b.example", "c.example"]),
+        st.integers(0, 1),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@pytest.mark.parametrize(
+    "backend", ["moto", pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)]
+)
+def test_any_delivery_schedule_gives_exact_counters(backend, request):
+    request.getfixturevalue("moto_table" if backend == "moto" else "local_table")
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(specs=events_strategy, data=st.data())
+    def property(specs, data):
+        # Given events for a fresh pixel: visitor 0 is anonymous, a few are dropped
+        pixel_id = new_pixel()
+        events = [
+            event(
+                pixel_id,
+                md5=visitor(v) if v else None,
+                domain=d,
+                when=DAY_1 + day * 86_400,
+                dropped="x" if drop and v == 5 else None,
+            )
+            for v, d, day, drop in specs
+        ]
+        # When they are delivered in random batches, each at least once, some again, in any order
+        deliveries = events + data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
+        deliveries = data.draw(st.permutations(deliveries))
+        cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(deliveries) - 1)), max_size=5)))
+        batches = [
+            deliveries[i:j] for i, j in itertools.pairwise([0, *cuts, len(deliveries)]) if deliveries[i:j]
+        ]
+        for batch in batches:
+            count_events(batch)
+        # Then the counters are those of the distinct events
+        assert stored_counters(pixel_id) == expected_counters(events)
+        assert sum(
+            1 for item in TableItem.query(pixel_partition(pixel_id)) if isinstance(item, VisitorDayItem)
+        ) == sum(visitors for _pageviews, visitors in expected_counters(events)["days"].values())
+
+    property()
