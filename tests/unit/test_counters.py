@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pixel_core import counters
+from pixel_core import counters, models
 from pixel_core.auth import Principal
 from pixel_core.clock import utc_now
 from pixel_core.counters import CountingFailed, count_events
@@ -158,7 +158,7 @@ def test_a_crash_after_the_commit_and_before_the_acknowledgement_counts_nothing_
     # Given a transaction that commits and then "crashes" before returning
     pixel_id = new_pixel()
     batch = mixed_batch(pixel_id)
-    real_transaction = counters.transaction
+    real_transaction = models.transaction
 
     @contextmanager
     def commit_then_crash():
@@ -200,7 +200,7 @@ def throttled() -> Any:
 
 def failing_first(monkeypatch, errors: list[Any]) -> list[int]:
     """Makes the next len(errors) transactions fail with these errors before reaching DynamoDB."""
-    real_transaction = counters.transaction
+    real_transaction = models.transaction
     attempts = [0]
 
     @contextmanager
@@ -266,7 +266,7 @@ def test_a_large_batch_is_split_into_transactions_of_at_most_100_items(table, mo
         for n in range(250)
     ]
     sizes: list[int] = []
-    real_transaction = counters.transaction
+    real_transaction = models.transaction
 
     @contextmanager
     def measured():
