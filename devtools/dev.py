@@ -14,9 +14,11 @@ from pathlib import Path
 import uvicorn
 
 from devtools.dynamodb_local import DynamoDBLocal
+from devtools.functions import load_handler
 from devtools.moto_server import MotoServer
-from devtools.provision import provision
-from devtools.template import REPO_ROOT, load_template
+from devtools.provision import ProvisionedResources, provision
+from devtools.sqs_event_source import SqsEventSource
+from devtools.template import REPO_ROOT, load_template, sqs_triggers
 
 DATA_DIR = REPO_ROOT / ".local" / "dynamodb"
 TABLE_NAME = "pixel-gateway-local"
@@ -46,23 +48,29 @@ class DevSettings:
         )
 
 
-def use_local_aws(dynamodb_url: str, moto_url: str) -> None:
-    """Environment for the app, set before it is imported (its configuration is read once)."""
-    # Fake credentials: nothing here may reach a real account.
+def use_fake_credentials() -> None:
+    """Nothing here may reach a real account: fake credentials, no profile."""
     os.environ.update(
         AWS_ACCESS_KEY_ID="local",
         AWS_SECRET_ACCESS_KEY="local",  # noqa: S106  # a fake, on purpose
         AWS_DEFAULT_REGION="us-east-1",
         AWS_REGION="us-east-1",
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+
+
+def use_local_aws(dynamodb_url: str, moto_url: str, resources: ProvisionedResources) -> None:
+    """Environment for the functions, set before they are imported (configuration is read once)."""
+    os.environ.update(
         TABLE_NAME=TABLE_NAME,
         DYNAMODB_ENDPOINT_URL=dynamodb_url,
         AWS_ENDPOINT_URL_SQS=moto_url,
         AWS_ENDPOINT_URL_KMS=moto_url,
+        EVENTS_QUEUE_URL=resources.queue_urls["EventsQueue"],
         POWERTOOLS_SERVICE_NAME="pixel-gateway",
     )
     os.environ.setdefault("STAGE", "dev")
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
 
 
 def ensure_dev_credentials(dev: DevSettings) -> None:
@@ -91,24 +99,60 @@ Ctrl-C stops everything.
 
 
 def serve(dev: DevSettings) -> None:
+    use_fake_credentials()
+    template = load_template()
     with (
         DynamoDBLocal(port=dev.dynamodb_port, db_path=dev.data_dir) as dynamodb,
         MotoServer(port=dev.moto_port) as moto,
     ):
-        use_local_aws(dynamodb.endpoint_url, moto.endpoint_url)
-        provision(
-            load_template(),
+        resources = provision(
+            template,
             dynamodb_endpoint=dynamodb.endpoint_url,
             sqs_endpoint=moto.endpoint_url,
             table_names={"PixelTable": TABLE_NAME},
         )
+        use_local_aws(dynamodb.endpoint_url, moto.endpoint_url, resources)
         ensure_dev_credentials(dev)
         from graphql_api.server import asgi_app  # noqa: PLC0415  # after use_local_aws(), as above
 
+        event_sources = start_event_sources(template, resources, moto.endpoint_url)
         print(banner(dev, dynamodb.endpoint_url, moto.endpoint_url), flush=True)
-        # uvicorn turns SIGINT and SIGTERM into a graceful shutdown; the with-block then stops the rest.
-        config = uvicorn.Config(asgi_app, host="127.0.0.1", port=dev.port, lifespan="off", log_level="info")
-        uvicorn.Server(config).run()
+        try:
+            # uvicorn turns SIGINT and SIGTERM into a graceful shutdown of the API.
+            config = uvicorn.Config(
+                asgi_app, host="127.0.0.1", port=dev.port, lifespan="off", log_level="info"
+            )
+            uvicorn.Server(config).run()
+        finally:
+            # What the API accepted is counted before DynamoDB Local and moto stop.
+            print("Draining the queues...", flush=True)
+            for source in event_sources:
+                source.stop(drain=True, timeout=30)
+
+
+def start_event_sources(
+    template: dict[str, object], resources: ProvisionedResources, moto_url: str
+) -> list[SqsEventSource]:
+    """Every SQS-triggered function of the template, polled as Lambda's event source mapping would."""
+    import boto3  # noqa: PLC0415
+
+    sqs = boto3.client("sqs", endpoint_url=moto_url, region_name="us-east-1")
+    sources = []
+    for trigger in sqs_triggers(template):
+        handler = load_handler(trigger.code_uri, trigger.handler, module_alias=f"{trigger.function_id}_app")
+        source = SqsEventSource(
+            sqs_client=sqs,
+            queue_url=resources.queue_urls[trigger.queue_id],
+            queue_arn=resources.queue_arns[trigger.queue_id],
+            handler=handler,
+            batch_size=trigger.batch_size,
+            batching_window_seconds=trigger.batching_window_seconds,
+            function_name=trigger.function_id,
+            memory_limit_in_mb=trigger.memory_mb,
+            timeout_seconds=trigger.timeout_seconds,
+        )
+        sources.append(source.start())
+    return sources
 
 
 def exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,45 @@ def queue_create_kwargs(
     if attributes.get("FifoQueue") == "true" and not queue_name.endswith(".fifo"):
         queue_name += ".fifo"  # SQS rejects FIFO queues whose name lacks the suffix
     return {"QueueName": queue_name, "Attributes": attributes}
+
+
+@dataclass(frozen=True)
+class SqsTrigger:
+    """An SQS event source of a function in the template, with what its local emulation needs."""
+
+    function_id: str
+    code_uri: str
+    handler: str
+    timeout_seconds: int
+    memory_mb: int
+    queue_id: str
+    batch_size: int
+    batching_window_seconds: int
+
+
+def sqs_triggers(template: dict[str, Any]) -> list[SqsTrigger]:
+    function_globals = template.get("Globals", {}).get("Function", {})
+    triggers = []
+    for function_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+        properties = resource.get("Properties", {})
+        for event in properties.get("Events", {}).values():
+            if event.get("Type") != "SQS":
+                continue
+            queue = event["Properties"]["Queue"]
+            if not (isinstance(queue, dict) and "Fn::GetAtt" in queue):
+                raise ValueError(
+                    f"{function_id}: only `!GetAtt Queue.Arn` SQS sources can be emulated locally"
+                )
+            triggers.append(
+                SqsTrigger(
+                    function_id=function_id,
+                    code_uri=properties["CodeUri"],
+                    handler=properties["Handler"],
+                    timeout_seconds=int(properties.get("Timeout", function_globals.get("Timeout", 3))),
+                    memory_mb=int(properties.get("MemorySize", function_globals.get("MemorySize", 128))),
+                    queue_id=queue["Fn::GetAtt"][0],
+                    batch_size=int(event["Properties"].get("BatchSize", 10)),
+                    batching_window_seconds=int(event["Properties"].get("MaximumBatchingWindowInSeconds", 0)),
+                )
+            )
+    return triggers
