@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/graphql_api:$(CURDIR)
 
-.PHONY: help dev test lint unit build deploy clean
+.PHONY: help dev test lint unit build deploy clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,10 @@ lint: ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+bench: ## benchmark figures: counter aggregator vs naive baseline (DynamoDB requests, WCU, CPU)
+	@scripts/bootstrap dev
+	$(PYTHON) -m bench
 
 build: ## sam build (SAM CLI from .venv-sam)
 	@scripts/bootstrap test

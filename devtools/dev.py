@@ -5,17 +5,17 @@ the other AWS services, the template's tables and queues, and the API's ASGI app
 on http://127.0.0.1:$PORT. Ctrl-C or SIGTERM stops everything.
 """
 
+import logging
 import os
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
-
+from devtools.api_gateway import LocalHttpApi, routes_of
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.functions import load_handler
-from devtools.moto_server import MotoServer
+from devtools.moto_server import MotoServerProcess
 from devtools.provision import ProvisionedResources, provision
 from devtools.sqs_event_source import SqsEventSource
 from devtools.template import REPO_ROOT, load_template, sqs_triggers
@@ -103,7 +103,7 @@ def serve(dev: DevSettings) -> None:
     template = load_template()
     with (
         DynamoDBLocal(port=dev.dynamodb_port, db_path=dev.data_dir) as dynamodb,
-        MotoServer(port=dev.moto_port) as moto,
+        MotoServerProcess(port=dev.moto_port) as moto,
     ):
         resources = provision(
             template,
@@ -113,17 +113,14 @@ def serve(dev: DevSettings) -> None:
         )
         use_local_aws(dynamodb.endpoint_url, moto.endpoint_url, resources)
         ensure_dev_credentials(dev)
-        from graphql_api.server import asgi_app  # noqa: PLC0415  # after use_local_aws(), as above
-
         event_sources = start_event_sources(template, resources, moto.endpoint_url)
+        api = LocalHttpApi(dev.port, routes_of(template))
         print(banner(dev, dynamodb.endpoint_url, moto.endpoint_url), flush=True)
         try:
-            # uvicorn turns SIGINT and SIGTERM into a graceful shutdown of the API.
-            config = uvicorn.Config(
-                asgi_app, host="127.0.0.1", port=dev.port, lifespan="off", log_level="info"
-            )
-            uvicorn.Server(config).run()
+            # Until Ctrl-C (KeyboardInterrupt) or SIGTERM (SystemExit, see exit_on_sigterm).
+            api.serve_forever()
         finally:
+            api.server_close()
             # What the API accepted is counted before DynamoDB Local and moto stop.
             print("Draining the queues...", flush=True)
             for source in event_sources:
@@ -156,13 +153,14 @@ def start_event_sources(
 
 
 def exit_on_sigterm(signum: int, _frame: object) -> None:
-    # uvicorn re-raises the signal it caught once it has shut down; as an exception it lets the
-    # with-blocks below stop DynamoDB Local and moto instead of killing the process outright.
+    # As an exception, SIGTERM unwinds the with-blocks, which drain the queues and stop
+    # DynamoDB Local and moto, instead of killing the process outright.
     raise SystemExit(128 + signum)
 
 
 def main() -> int:
     signal.signal(signal.SIGTERM, exit_on_sigterm)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     dev = DevSettings.from_environment()
     dev.data_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -1,8 +1,13 @@
-"""moto's server in a thread of this process: the local SQS and KMS."""
+"""moto's server, the local SQS and KMS: in a thread of this process, or as a child process."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from types import TracebackType
 from typing import Self
 
@@ -50,6 +55,62 @@ class MotoServer:
         server, self._server, self._port = self._server, None, None
         if server is not None:
             server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class MotoServerProcess:
+    """moto's server as a child process: its work stays off this process's GIL (`make dev` runs
+    the API and the functions in this process, and moto's request handling would compete with them)."""
+
+    def __init__(self, port: int, *, startup_timeout: float = 30.0) -> None:
+        self.port = port
+        self._startup_timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                error = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
+                raise RuntimeError(
+                    f"moto's server exited at start (port {self.port} taken?): {error[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1):  # noqa: S310  # loopback
+                    return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(
+            f"moto's server did not answer on {self.endpoint_url} within {self._startup_timeout} s"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def __enter__(self) -> Self:
         return self.start()

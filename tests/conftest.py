@@ -43,6 +43,16 @@ AWS_SQS_ENDPOINT = "https://sqs.us-east-1.amazonaws.com"
 _table_numbers = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def fresh_container_caches() -> None:
+    """Each test starts like a new Lambda container: nothing remembered from another test's tables."""
+    from pixel_core.auth import forget_verified_apps
+    from pixel_core.pixels import forget_recent_pixels
+
+    forget_verified_apps()
+    forget_recent_pixels()
+
+
 @pytest.fixture(scope="session")
 def template() -> dict[str, Any]:
     return load_template()
@@ -180,3 +190,63 @@ def json_logs() -> Iterator[Any]:
     logger.addHandler(handler)
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     logger._logger.removeHandler(handler)
+
+
+@pytest.fixture
+def sqs(aws: ProvisionedResources) -> Any:
+    import boto3
+
+    return boto3.client("sqs", region_name="us-east-1")
+
+
+@pytest.fixture
+def aggregator(aws: ProvisionedResources, sqs: Any, template: dict[str, Any]) -> Any:
+    """The counter aggregator behind the events queue, as the SQS event source would run it.
+
+    Returns a function that polls until the queue has nothing visible left."""
+    from devtools.functions import load_handler
+    from devtools.sqs_event_source import SqsEventSource
+    from devtools.template import sqs_triggers
+
+    (trigger,) = [t for t in sqs_triggers(template) if t.function_id == "CounterAggregatorFunction"]
+    source = SqsEventSource(
+        sqs_client=sqs,
+        queue_url=aws.queue_urls[trigger.queue_id],
+        queue_arn=aws.queue_arns[trigger.queue_id],
+        handler=load_handler(trigger.code_uri, trigger.handler, module_alias="counter_aggregator_app"),
+        batch_size=10,
+        poll_wait_seconds=0,
+        function_name=trigger.function_id,
+        timeout_seconds=trigger.timeout_seconds,
+    )
+
+    def drain(max_polls: int = 1000) -> int:
+        handled = 0
+        for _ in range(max_polls):
+            received = source.poll_once()
+            if received == 0:
+                return handled
+            handled += received
+        raise AssertionError("the events queue did not drain")
+
+    return drain
+
+
+@pytest.fixture
+def queued_messages(aws: ProvisionedResources, sqs: Any) -> Any:
+    """Reads (and removes) what is waiting on a queue of the template, by logical id."""
+
+    def read(logical_id: str = "EventsQueue") -> list[str]:
+        bodies: list[str] = []
+        while True:
+            answer = sqs.receive_message(QueueUrl=aws.queue_urls[logical_id], MaxNumberOfMessages=10)
+            messages = answer.get("Messages", [])
+            if not messages:
+                return bodies
+            for message in messages:
+                bodies.append(message["Body"])
+                sqs.delete_message(
+                    QueueUrl=aws.queue_urls[logical_id], ReceiptHandle=message["ReceiptHandle"]
+                )
+
+    return read

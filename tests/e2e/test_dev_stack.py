@@ -10,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +41,21 @@ class DevStack:
             "DEV_APP_SECRET": DEV_AUTH["appSecret"],
         }
         self.process: subprocess.Popen[str] | None = None
+        # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
+        self.log_path = data_dir.parent / "dev-stack.log"
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devtools.dev"],
             cwd=REPO_ROOT,
             env=self.env,
-            stdout=subprocess.PIPE,
+            stdout=self.log_path.open("a"),
             stderr=subprocess.STDOUT,
             text=True,
         )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read() if self.process.stdout else ""
+            assert self.process.poll() is None, self.log_path.read_text()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
                     if answer.status == 200:
@@ -63,8 +67,8 @@ class DevStack:
     def stop(self) -> str:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        output, _ = self.process.communicate(timeout=30)
-        return output
+        self.process.wait(timeout=90)
+        return self.log_path.read_text()
 
     def graphql(
         self, query: str, variables: dict[str, Any], *, path: str = "/graphql", basic: bool = False
@@ -77,7 +81,7 @@ class DevStack:
         if basic:
             token = base64.b64encode(f"{DEV_AUTH['appId']}:{DEV_AUTH['appSecret']}".encode()).decode()
             request.add_header("Authorization", f"Basic {token}")
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=60) as answer:
             assert answer.status == 200
             return json.loads(answer.read())
 
@@ -149,3 +153,58 @@ def test_dev_stack_serves_the_seed_requests_and_keeps_domains_across_a_restart(t
     assert [entry["domain"] for entry in listed["data"]["domains"]["data"]["domains"]] == ["example.com"]
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False)
     assert leftovers.stdout == "", f"processes left running: {leftovers.stdout}"
+
+
+PAGEVIEW = "mutation HeroPixel($event: PageviewEventInput!) { pageview(event: $event) { message code data } }"
+STATS = "query Stats($event: ApiStatsEventInput!) { stats(event: $event) { code data message } }"
+
+
+@pytest.mark.dynamodb_local
+def test_500_concurrent_pageviews_appear_exactly_in_stats_and_totals_within_10_seconds(tmp_path):
+    stack = DevStack(tmp_path / "dynamodb")
+    stack.start()
+    try:
+        # Given a pixel with an attached domain
+        stack.graphql(PIXELS, {"event": {"action": "create", "pixel_id": 321}}, basic=True)
+        add = "mutation D($event: ApiDomainsEventInput!) { domains(event: $event) { code } }"
+        stack.graphql(add, {"event": {"pixel_id": 321, "action": "add", "domain": "example.com"}}, basic=True)
+        # When 500 pageviews arrive concurrently: identified and anonymous, over three hosts
+        hosts = ["example.com", "shop.example.com", "www.example.com"]
+        events = [
+            {
+                "pixelId": 321,
+                "domain": hosts[n % 3],
+                **({"email": f"visitor{n % 40}@example.org"} if n % 5 < 2 else {}),
+            }
+            for n in range(500)
+        ]
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            answers = list(
+                pool.map(lambda event: stack.graphql(PAGEVIEW, {"event": event}, basic=True), events)
+            )
+        sent_at = time.monotonic()
+        assert all(answer["data"]["pageview"]["code"] == 200 for answer in answers)
+        # Then within 10 seconds stats and totals show exactly them
+        today = datetime.now(UTC).date().isoformat()
+        expected_domains = [
+            {"domain": host, "pageviews": sum(1 for e in events if e["domain"] == host)} for host in hosts
+        ]
+        expected_domains.sort(key=lambda d: (-int(str(d["pageviews"])), str(d["domain"])))
+        stats: dict[str, Any] = {}
+        while time.monotonic() - sent_at < 10:
+            stats = stack.graphql(STATS, {"event": {"pixel_id": 321, "from": today, "to": today}}, basic=True)
+            if stats["data"]["stats"]["data"]["totals"]["pageviews"] >= 500:
+                break
+            time.sleep(0.25)
+        data = stats["data"]["stats"]["data"]
+        visitors = len({event["email"] for event in events if "email" in event})
+        assert data["totals"] == {"pageviews": 500, "visitors": visitors}
+        assert data["days"] == [
+            {"date": today, "pageviews": 500, "visitors": visitors, "domains": expected_domains}
+        ]
+        pixel = stack.graphql(PIXELS, {"event": {"action": "get", "pixel_id": 321}}, basic=True)["data"][
+            "pixels"
+        ]["data"]
+        assert (pixel["events_received"], pixel["events_dropped"]) == (500, 0)
+    finally:
+        stack.stop()

@@ -86,7 +86,7 @@ def test_malformed_json_body_is_a_clear_400(handler, lambda_context, table):
 def test_health_is_200_when_the_table_answers(handler, lambda_context, table):
     response = handler(load_event("health"), lambda_context)
     assert response["statusCode"] == 200
-    assert body_of(response) == {"status": "ok", "checks": {"database": "ok"}}
+    assert body_of(response) == {"status": "ok", "checks": {"database": "ok", "events_queue": "ok"}}
 
 
 def test_health_is_503_when_the_table_is_missing(handler, lambda_context, table):
@@ -97,7 +97,7 @@ def test_health_is_503_when_the_table_is_missing(handler, lambda_context, table)
     response = handler(load_event("health"), lambda_context)
     bind_models(table_name=table, host=host)
     assert response["statusCode"] == 503
-    assert body_of(response)["checks"] == {"database": "unavailable"}
+    assert body_of(response)["checks"] == {"database": "unavailable", "events_queue": "ok"}
 
 
 def test_unknown_path_is_404(handler, lambda_context, table):

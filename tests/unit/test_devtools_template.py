@@ -19,6 +19,7 @@ from devtools.template import (
     load_template,
     queue_create_kwargs,
     resources_of_type,
+    sqs_triggers,
     table_create_kwargs,
     table_ttl_attribute,
 )
@@ -139,11 +140,20 @@ def test_load_template_reads_the_real_template_including_its_short_form_tags() -
     assert template["Outputs"]["TableName"]["Value"] == {"Ref": "PixelTable"}
 
 
-def test_resources_of_type_finds_the_pixel_table_and_no_queues_in_the_real_template() -> None:
+def test_resources_of_type_finds_the_pixel_table_and_the_event_queues_in_the_real_template() -> None:
     template = load_template()
 
     assert list(resources_of_type(template, "AWS::DynamoDB::Table")) == ["PixelTable"]
-    assert resources_of_type(template, "AWS::SQS::Queue") == {}
+    assert set(resources_of_type(template, "AWS::SQS::Queue")) == {"EventsQueue", "EventsDeadLetterQueue"}
+
+
+def test_sqs_triggers_describe_the_aggregator_event_source_as_the_template_declares_it() -> None:
+    (trigger,) = sqs_triggers(load_template())
+    assert trigger.function_id == "CounterAggregatorFunction"
+    assert trigger.code_uri == "functions/counter_aggregator/"
+    assert trigger.handler == "app.handler"
+    assert trigger.queue_id == "EventsQueue"
+    assert (trigger.batch_size, trigger.batching_window_seconds, trigger.timeout_seconds) == (100, 2, 30)
 
 
 def test_table_create_kwargs_for_pixel_table_match_the_key_schema_and_gsi_in_template_yaml() -> None:

@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ariadne import load_schema_from_path, make_executable_schema
+from ariadne import convert_camel_case_to_snake, load_schema_from_path, make_executable_schema
 from ariadne.asgi import GraphQL
 from ariadne.explorer import ExplorerGraphiQL, ExplorerHttp405
+from graphql import GraphQLSchema
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from graphql_api.documents import DocumentCache
 from graphql_api.resolvers import bindables
 from pixel_core.config import settings
 from pixel_core.health import readiness
@@ -20,7 +22,13 @@ from pixel_core.health import readiness
 SCHEMA_DIR = Path(__file__).parent / "schema"
 GRAPHQL_PATHS = frozenset({"/graphql", "/graphql/", "/capig/graphql", "/capig/graphql/"})
 
-schema = make_executable_schema(load_schema_from_path(SCHEMA_DIR), *bindables, convert_names_case=True)
+
+def python_name(graphql_name: str, _schema: GraphQLSchema, _path: tuple[str, ...]) -> str:
+    """camelCase to snake_case, leaving names without capitals alone (Ariadne's own turns `md5` into `md_5`)."""
+    return convert_camel_case_to_snake(graphql_name) if graphql_name != graphql_name.lower() else graphql_name
+
+
+schema = make_executable_schema(load_schema_from_path(SCHEMA_DIR), *bindables, convert_names_case=python_name)
 
 
 def request_context(request: Request, _data: Any) -> dict[str, Any]:
@@ -32,9 +40,13 @@ def request_context(request: Request, _data: Any) -> dict[str, Any]:
     }
 
 
+documents = DocumentCache()
+
 graphql_app = GraphQL(
     schema,
     context_value=request_context,
+    query_parser=documents.parse,
+    query_validator=documents.validate,
     debug=False,
     introspection=not settings.is_production,
     explorer=ExplorerHttp405() if settings.is_production else ExplorerGraphiQL(),

@@ -10,9 +10,13 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 
+from cachetools import TTLCache, cached
+
 from pixel_core.clock import utc_now
+from pixel_core.config import settings
 from pixel_core.errors import Unauthorized
 from pixel_core.models import AppItem, TenantItem, find
 
@@ -50,9 +54,15 @@ def authenticate(app_id: object, app_secret: object) -> Principal:
         and 0 < len(app_secret) <= MAX_SECRET_LENGTH
     ):
         raise Unauthorized()
+    return _verified(app_id, secret_digest(app_secret))
+
+
+# Successful checks only: a wrong secret is looked up every time, so nothing about it is kept.
+@cached(TTLCache(maxsize=1024, ttl=settings.auth_cache_seconds), lock=threading.Lock())
+def _verified(app_id: str, presented_digest: str) -> Principal:
     app = find(AppItem, AppItem.key(app_id))
     stored_digest = app.secret_sha256 if app else _UNKNOWN_APP_DIGEST
-    if not hmac.compare_digest(stored_digest, secret_digest(app_secret)) or app is None:
+    if not hmac.compare_digest(stored_digest, presented_digest) or app is None:
         raise Unauthorized()
     return Principal(app_id=app.app_id, tenant_ids=frozenset(app.tenant_ids or ()))
 
@@ -89,6 +99,7 @@ def create_app(
         raise ValueError(f"unknown tenant(s): {', '.join(missing)}")
     app_id = app_id or f"app_{secrets.token_hex(8)}"
     app_secret = app_secret or secrets.token_urlsafe(32)
+    forget_verified_apps()  # a rotated secret stops working here at once, elsewhere within the TTL
     AppItem(
         *AppItem.key(app_id),
         app_id=app_id,
@@ -100,9 +111,15 @@ def create_app(
     return NewCredentials(app_id=app_id, app_secret=app_secret, tenant_ids=frozenset(tenant_ids))
 
 
+def forget_verified_apps() -> None:
+    """Drops this container's cache of verified credentials (tests, and the admin tool)."""
+    _verified.cache_clear()
+
+
 def delete_app(app_id: str) -> bool:
     app = find(AppItem, AppItem.key(app_id))
     if app is None:
         return False
     app.delete()
+    forget_verified_apps()
     return True

@@ -18,6 +18,10 @@ class Settings:
     # Set only locally (DynamoDB Local, moto server); in AWS the SDK's default endpoints apply.
     dynamodb_endpoint_url: str | None
     events_queue_url: str
+    # How long a container trusts what it read of an app credential or a pixel. A revoked secret,
+    # a deleted pixel or a changed domain list takes effect within this many seconds everywhere.
+    auth_cache_seconds: float
+    pixel_cache_seconds: float
 
     @property
     def is_production(self) -> bool:
@@ -31,6 +35,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         table_name=environ.get("TABLE_NAME", "pixel-gateway"),
         dynamodb_endpoint_url=environ.get("DYNAMODB_ENDPOINT_URL") or None,
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
+        auth_cache_seconds=float(environ.get("AUTH_CACHE_SECONDS", "60")),
+        pixel_cache_seconds=float(environ.get("PIXEL_CACHE_SECONDS", "10")),
     )
 
 

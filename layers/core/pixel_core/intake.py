@@ -1,7 +1,8 @@
 """Intake: a pageview (later any event) is checked, hashed, decided, and put on the events queue.
 
-Costs one GetItem for the pixel (it carries its domain set), one GetItem for an identified
-visitor, and one SQS send. Counting happens later, in the aggregator.
+Costs one SQS send, one GetItem for an identified visitor, and, at most every few seconds per
+container, one GetItem for the app and one for the pixel (which carries its domain set).
+Counting happens later, in the aggregator.
 """
 
 import time
@@ -14,7 +15,7 @@ from pixel_core.events import PAGE_VIEW, PixelEvent
 from pixel_core.identity import identity_of
 from pixel_core.models import PixelItem, VisitorItem, find
 from pixel_core.pixel_domains import cleaned
-from pixel_core.pixels import pixel_for
+from pixel_core.pixels import recent_pixel_for
 from pixel_core.queues import enqueue
 
 USER_FOUND = "User Found"
@@ -51,7 +52,7 @@ def accept_pageview(
     md5: str | None,
     client: Client,
 ) -> IntakeResult:
-    pixel = pixel_for(principal, pixel_id)
+    pixel = recent_pixel_for(principal, pixel_id)
     host = cleaned(domain)
     identity = identity_of(email, md5)
     now = time.time()

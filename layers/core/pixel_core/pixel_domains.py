@@ -15,7 +15,7 @@ from pixel_core.models import (
     pixel_partition,
     transaction,
 )
-from pixel_core.pixels import pixel_for
+from pixel_core.pixels import forget_recent_pixels, pixel_for
 
 
 def cleaned(raw_domain: str | None) -> str:
@@ -53,6 +53,7 @@ def add_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -> D
             tx.save(item, condition=DomainItem.pk.does_not_exist())
     except TransactWriteError as error:
         raise _explained(error, pixel_id, domain, missing_domain=False) from None
+    forget_recent_pixels()
     return item
 
 
@@ -69,6 +70,7 @@ def remove_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -
             tx.delete(DomainItem(*DomainItem.key(pixel_id, domain)), condition=DomainItem.pk.exists())
     except TransactWriteError as error:
         raise _explained(error, pixel_id, domain, missing_domain=True) from None
+    forget_recent_pixels()
     return domain
 
 

@@ -1,0 +1,736 @@
+"""Figure: what counting pageviews costs in DynamoDB, the aggregator against a naive baseline.
+
+The same deterministic workload is counted twice, each time into a fresh table in Amazon's
+DynamoDB Local: once by the aggregator (`count_events`, batches of 100 as the SQS event source
+delivers them) and once by a naive baseline that writes every event on its own, one request per
+item. Every DynamoDB call is recorded through botocore's event hooks on the client PynamoDB uses.
+
+Write capacity is computed from DynamoDB's documented rules, not taken from DynamoDB Local: it
+reports 2 units for any TransactWriteItems, whatever the number of items in it, and nothing for a
+failed conditional write. Its figures for single-item writes are compared with the rules instead.
+"""
+
+import hashlib
+import math
+import random
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from itertools import accumulate
+from typing import Any
+
+from pynamodb.exceptions import PutError
+
+from bench import Figure, Options
+from devtools.dynamodb_local import DynamoDBLocal
+from devtools.provision import provision
+from devtools.template import load_template
+from pixel_core.clock import utc_now
+from pixel_core.counters import MARKER_TTL, count_events
+from pixel_core.events import PAGE_VIEW, PixelEvent
+from pixel_core.models import (
+    DayDomainItem,
+    DayItem,
+    EventMarkerItem,
+    PixelItem,
+    TableItem,
+    TotalsItem,
+    VisitorDayItem,
+    VisitorItem,
+    bind_models,
+    is_condition_failure,
+)
+
+BATCH_SIZE = 100  # template.yaml: the aggregator's SQS event source BatchSize
+PIXELS = 4
+DOMAINS = 40  # spread over the pixels, 10 attached to each
+VISITOR_POOL = 3_000
+IDENTIFIED_SHARE = 0.6
+DROPPED_SHARE = 0.02
+DAYS = 7
+START = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp())
+PER = 10_000  # figures are given per this many events
+
+KB = 1024
+WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+READ_OPERATIONS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems", "DescribeTable"})
+NAIVE_DESCRIPTION = (
+    "naive baseline: each event on its own, in order: a conditional PutItem of its marker (skipped "
+    "if it exists), UpdateItem of TOTALS, and for an accepted pageview a conditional PutItem of "
+    "the visitor-day item (identified visitors), UpdateItem of DAY (+1 visitor when that put "
+    "succeeded), of DAY#D (domain) and of VISITOR. Same counters and same duplicate protection, "
+    "but not atomic (a crash between two writes loses or doubles counts) and no check that the "
+    "pixel still exists."
+)
+
+
+# --- workload ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    pixels: dict[int, frozenset[str]]  # pixel id -> attached domains
+    events: list[PixelEvent]
+
+    def describe(self) -> str:
+        identified = [event.visitor_md5 for event in self.events if event.visitor_md5]
+        dropped = sum(1 for event in self.events if event.dropped)
+        days = len({event.day for event in self.events})
+        domains = len({event.domain for event in self.events})
+        return (
+            f"workload: {len(self.events):,} PageView events, {len(self.pixels)} pixels, {domains} domains, "
+            f"{days} days; {len(identified):,} identified ({len(set(identified)):,} distinct visitors), "
+            f"{len(self.events) - len(identified):,} anonymous, {dropped:,} dropped (domain not attached)"
+        )
+
+
+def make_workload(count: int, seed: int) -> Workload:
+    """`count` pageviews in order of receipt, the same for the same seed.
+
+    Delivery follows receipt order (as the queue mostly does): the aggregator sets `last_seen` and
+    `last_received_at` to a batch's latest value, so only in-order delivery makes its counters
+    comparable item for item with the one-event-at-a-time baseline.
+    """
+    rng = random.Random(seed)  # noqa: S311  # a reproducible workload, not secrets
+    pixel_ids = sorted(rng.sample(range(10**14, 10**15), PIXELS))  # Meta pixel ids have 15 digits
+    domains = [f"www.brand{n:02d}-shop.com" for n in range(DOMAINS)]
+    attached = {pixel_id: domains[k::PIXELS] for k, pixel_id in enumerate(pixel_ids)}
+    pixel_weights = [0.4, 0.3, 0.2, 0.1][:PIXELS]
+    # Zipf-ish popularity: a few domains and visitors account for most pageviews.
+    domain_weights = list(accumulate(1 / (rank + 1) for rank in range(DOMAINS // PIXELS)))
+    visitors = [
+        hashlib.md5(f"visitor{n}@example.com".encode(), usedforsecurity=False).hexdigest()
+        for n in range(VISITOR_POOL)
+    ]
+    visitor_weights = list(accumulate(1 / (rank + 1) ** 1.1 for rank in range(VISITOR_POOL)))
+    received = sorted(START + rng.random() * DAYS * 86_400 for _ in range(count))
+    events = []
+    for received_at in received:
+        pixel_id = rng.choices(pixel_ids, weights=pixel_weights)[0]
+        domain = rng.choices(attached[pixel_id], cum_weights=domain_weights)[0]
+        dropped = None
+        if rng.random() < DROPPED_SHARE:
+            domain = rng.choice([other for other in domains if other not in attached[pixel_id]])
+            dropped = f"domain {domain} is not attached to pixel {pixel_id}"
+        visitor = (
+            rng.choices(visitors, cum_weights=visitor_weights)[0] if rng.random() < IDENTIFIED_SHARE else None
+        )
+        events.append(
+            PixelEvent(
+                event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                event_name=PAGE_VIEW,
+                pixel_id=pixel_id,
+                tenant_id="bench",
+                event_time=int(received_at),  # as intake sets them
+                received_at=round(received_at, 3),
+                domain=domain,
+                visitor_md5=visitor,
+                dropped=dropped,
+            )
+        )
+    return Workload({pixel_id: frozenset(names) for pixel_id, names in attached.items()}, events)
+
+
+# --- recording DynamoDB calls -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    operation: str
+    params: dict[str, Any]
+    error: str | None  # the DynamoDB error code of a failed call
+    reported_wcu: float | None  # ConsumedCapacity as DynamoDB Local reported it
+    retries: int
+
+
+class Recorder:
+    """Records every call made through one botocore client while `recording` is on.
+
+    Handlers only keep references; sizes and capacity are worked out after the timed part, so the
+    CPU time measured around the aggregator is not the bookkeeping's.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.calls: list[Call] = []
+        self.recording = False
+        events = client.meta.events
+        events.register("before-parameter-build.dynamodb", self._before_parameter_build)
+        # Fired for error answers too (a failed condition, a cancelled transaction), before botocore raises.
+        events.register("after-call.dynamodb", self._after_call)
+
+    @contextmanager
+    def on(self) -> Iterator[None]:
+        self.recording = True
+        try:
+            yield
+        finally:
+            self.recording = False
+
+    def _before_parameter_build(
+        self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any
+    ) -> None:
+        # PynamoDB already asks for TOTAL on item operations; make sure of it for every write.
+        if model.name in WRITE_OPERATIONS:
+            params.setdefault("ReturnConsumedCapacity", "TOTAL")
+        context["bench_params"] = params
+
+    def _after_call(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        if not self.recording:
+            return
+        capacity = parsed.get("ConsumedCapacity")
+        if isinstance(capacity, dict):
+            capacity = [capacity]
+        self.calls.append(
+            Call(
+                operation=model.name,
+                params=context.get("bench_params", {}),
+                error=parsed.get("Error", {}).get("Code"),
+                reported_wcu=None if capacity is None else sum(c.get("CapacityUnits", 0.0) for c in capacity),
+                retries=int(parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0)),
+            )
+        )
+
+
+# --- write capacity by DynamoDB's rules --------------------------------------------------------
+
+
+def value_size(value: Mapping[str, Any]) -> int:
+    """Bytes of one attribute value, as DynamoDB counts them for capacity."""
+    ((kind, data),) = value.items()
+    match kind:
+        case "S":
+            return len(data.encode())
+        case "N":
+            return _number_size(data)
+        case "B":
+            return len(data)
+        case "BOOL" | "NULL":
+            return 1
+        case "SS":
+            return sum(len(text.encode()) for text in data)
+        case "NS":
+            return sum(_number_size(number) for number in data)
+        case "BS":
+            return sum(len(blob) for blob in data)
+        case "L":
+            return 3 + sum(1 + value_size(element) for element in data)
+        case "M":
+            return 3 + sum(1 + len(name.encode()) + value_size(element) for name, element in data.items())
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def _number_size(text: str) -> int:
+    # About one byte per two significant digits, plus one.
+    mantissa = text.lstrip("+-").lower().split("e")[0].replace(".", "")
+    digits = mantissa.strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
+def item_size(attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """An item's size: the UTF-8 length of every attribute name plus its value's size."""
+    return sum(len(name.encode()) + value_size(value) for name, value in attributes.items())
+
+
+def _request_item_size(action: str, request: Mapping[str, Any]) -> int:
+    """The size a write is charged for, from the request: the item put, or the key plus the named
+    attributes and values of an update (its image after the write, for items that only grow)."""
+    if action == "Put":
+        return item_size(request["Item"])
+    size = item_size(request["Key"])
+    if action == "Update":
+        size += sum(len(name.encode()) for name in request.get("ExpressionAttributeNames", {}).values())
+        size += sum(value_size(value) for value in request.get("ExpressionAttributeValues", {}).values())
+    return size
+
+
+def _units(size: int) -> int:
+    return max(1, math.ceil(size / KB))
+
+
+def item_kind(sk: str) -> str:
+    if sk.startswith("EVENT#"):
+        return "event markers"
+    if sk.startswith("DV#"):
+        return "visitor-day items"
+    if sk == "PIXEL":
+        return "pixel checks"
+    return "counters"
+
+
+def _key_sk(request: Mapping[str, Any]) -> str:
+    attributes = request.get("Item") or request["Key"]
+    return str(attributes["sk"]["S"])
+
+
+def write_units(call: Call) -> list[tuple[str, int]]:
+    """(item kind, WCU) for every item a call writes, by the documented rules: 1 WCU per KB of
+    item (rounded up, at least 1); twice that for each item of a transaction; a failed conditional
+    write is charged too. Reads cost no WCU (read capacity is not part of this figure)."""
+    params = call.params
+    match call.operation:
+        case "PutItem":
+            return [(item_kind(_key_sk(params)), _units(_request_item_size("Put", params)))]
+        case "UpdateItem":
+            return [(item_kind(_key_sk(params)), _units(_request_item_size("Update", params)))]
+        case "DeleteItem":
+            return [(item_kind(_key_sk(params)), _units(_request_item_size("Delete", params)))]
+        case "TransactWriteItems":
+            charged = []
+            for entry in params["TransactItems"]:
+                ((action, request),) = entry.items()
+                charged.append((item_kind(_key_sk(request)), 2 * _units(_request_item_size(action, request))))
+            return charged
+        case operation if operation in READ_OPERATIONS:
+            return []
+    raise ValueError(f"no capacity rule for {call.operation}")
+
+
+# --- one run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What one way of counting cost for `events` events."""
+
+    events: int
+    calls: list[Call]
+    cpu_seconds: float
+    wall_seconds: float
+    largest_item: int = 0  # bytes, over the whole table afterwards
+    requests: Counter[str] = field(init=False)
+    wcu_by_kind: Counter[str] = field(init=False)
+    wcu_of_failures: int = field(init=False)  # cancelled transactions, failed conditional puts
+    wcu_of_cancelled: int = field(init=False)  # cancelled transactions alone
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(call.operation for call in self.calls)
+        self.wcu_by_kind = Counter()
+        self.wcu_of_failures = self.wcu_of_cancelled = 0
+        for call in self.calls:
+            for kind, units in write_units(call):
+                self.wcu_by_kind[kind] += units
+                if call.error:
+                    self.wcu_of_failures += units
+                if call.error == "TransactionCanceledException":
+                    self.wcu_of_cancelled += units
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def wcu(self) -> int:
+        return sum(self.wcu_by_kind.values())
+
+    @property
+    def retries(self) -> int:
+        return sum(call.retries for call in self.calls)
+
+    def failed(self, code: str) -> int:
+        return sum(1 for call in self.calls if call.error == code)
+
+    def per(self, value: float) -> float:
+        """`value` scaled to PER events."""
+        return value * PER / self.events
+
+    def local_agrees_on_single_writes(self) -> tuple[int, int]:
+        """(single-item writes DynamoDB Local reported capacity for, how many of them match the rules)."""
+        reported = [
+            call
+            for call in self.calls
+            if call.operation in ("PutItem", "UpdateItem", "DeleteItem") and call.reported_wcu is not None
+        ]
+        agreeing = sum(
+            1 for call in reported if call.reported_wcu == sum(units for _, units in write_units(call))
+        )
+        return len(reported), agreeing
+
+    @property
+    def local_reported_wcu(self) -> float:
+        return sum(call.reported_wcu or 0.0 for call in self.calls)
+
+
+@contextmanager
+def fresh_table(endpoint: str, name: str) -> Iterator[Recorder]:
+    """A new table from the template with the models bound to it; the previous binding afterwards."""
+    provision(
+        load_template(), dynamodb_endpoint=endpoint, sqs_endpoint=None, table_names={"PixelTable": name}
+    )
+    previous = (TableItem.Meta.table_name, TableItem.Meta.host, TableItem.Meta.region)
+    bind_models(table_name=name, host=endpoint, region="us-east-1")
+    # bind_models made a new connection: its client is the one every model's request goes through.
+    client = TableItem._get_connection().connection.client
+    try:
+        yield Recorder(client)
+    finally:
+        client.delete_table(TableName=name)  # keeps a shared DynamoDB Local (tests) small
+        table_name, host, region = previous
+        bind_models(table_name=table_name, host=host, region=region)
+
+
+def create_pixels(workload: Workload) -> None:
+    for pixel_id, domains in workload.pixels.items():
+        PixelItem.new(pixel_id, "bench", created_at=utc_now(), domains=set(domains)).save()
+
+
+@dataclass
+class Clock:
+    """CPU (this process) and wall seconds spent in the measured parts."""
+
+    cpu: float = 0.0
+    wall: float = 0.0
+
+    @contextmanager
+    def measuring(self) -> Iterator[None]:
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            self.cpu += time.process_time() - cpu
+            self.wall += time.perf_counter() - wall
+
+
+def count_aggregated(events: Sequence[PixelEvent], recorder: Recorder, clock: Clock) -> None:
+    """The aggregator, as the SQS event source calls it: batches of BATCH_SIZE in queue order."""
+    with recorder.on():
+        for start in range(0, len(events), BATCH_SIZE):
+            batch = events[start : start + BATCH_SIZE]
+            with clock.measuring():  # around count_events only
+                outcome = count_events(batch)
+            if outcome.counted != len(batch):
+                raise RuntimeError(
+                    f"the aggregator counted {outcome.counted} of {len(batch)} events: {outcome}"
+                )
+
+
+def count_all_naively(events: Sequence[PixelEvent], recorder: Recorder, clock: Clock) -> None:
+    with recorder.on(), clock.measuring():
+        for event in events:
+            count_naively(event)
+
+
+def count_naively(event: PixelEvent) -> None:
+    """The baseline: one event, one request per item it touches (see NAIVE_DESCRIPTION)."""
+    pixel_id = event.pixel_id
+    if not _put_if_new(
+        EventMarkerItem(*EventMarkerItem.key(pixel_id, event.event_id), expires_at=MARKER_TTL)
+    ):
+        return  # counted before
+    totals = TotalsItem(*TotalsItem.key(pixel_id))
+    if event.dropped is not None:
+        _update(totals, [TotalsItem.events_dropped.add(1)])
+        return
+    _update(totals, [TotalsItem.events_received.add(1), TotalsItem.last_received_at.set(event.received_at)])
+    if not event.is_page_view:
+        return
+    new_visitor = bool(event.visitor_md5) and _put_if_new(
+        VisitorDayItem(*VisitorDayItem.key(pixel_id, event.day, event.visitor_md5 or ""))
+    )
+    day_actions: list[Any] = [DayItem.pageviews.add(1)]
+    if new_visitor:
+        day_actions.append(DayItem.visitors.add(1))
+    _update(DayItem(*DayItem.key(pixel_id, event.day)), day_actions)
+    if event.domain:
+        item = DayDomainItem(*DayDomainItem.key(pixel_id, event.day, event.domain))
+        _update(item, [DayDomainItem.domain.set(event.domain), DayDomainItem.pageviews.add(1)])
+    if event.visitor_md5:
+        actions = [
+            VisitorItem.first_seen.set(VisitorItem.first_seen | event.event_time),
+            VisitorItem.last_seen.set(event.event_time),
+            VisitorItem.pageviews.add(1),
+        ]
+        _update(VisitorItem(*VisitorItem.key(pixel_id, event.visitor_md5)), actions)
+
+
+def _put_if_new(item: EventMarkerItem | VisitorDayItem) -> bool:
+    try:
+        item.save(condition=type(item).pk.does_not_exist())
+    except PutError as error:
+        if is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
+def _update(item: TableItem, actions: list[Any]) -> None:
+    # As the aggregator does: name the item type, or an item created by UpdateItem has none.
+    item.update(actions=[*actions, TableItem.item_type.set(type(item))])
+
+
+# --- counters: stored and expected ------------------------------------------------------------
+
+type Snapshot = dict[tuple[str, str], tuple[Any, ...]]
+
+
+def stored_counters(client: Any, table: str) -> tuple[Snapshot, int]:
+    """Every counter, visitor-day and marker item of the table, normalized; and the largest item's size.
+
+    Markers compare by existence only: their expiry comes from the clock.
+    """
+    snapshot: Snapshot = {}
+    largest = 0
+    for page in client.get_paginator("scan").paginate(TableName=table):
+        for raw in page["Items"]:
+            largest = max(largest, item_size(raw))
+            item = {name: _plain(value) for name, value in raw.items()}
+            pk, sk, item_type = item["pk"], item["sk"], item.get("item_type")
+            if sk == "PIXEL":
+                continue  # written by the set-up, the same in both runs
+            if sk == "TOTALS":
+                fields: tuple[Any, ...] = (
+                    item.get("events_received", 0),
+                    item.get("events_dropped", 0),
+                    item.get("last_received_at"),
+                )
+            elif sk.startswith("DAY#") and "#D#" in sk:
+                fields = (item["domain"], item["pageviews"])
+            elif sk.startswith("DAY#"):
+                fields = (item["pageviews"], item.get("visitors", 0))
+            elif sk.startswith("VISITOR#"):
+                fields = (item["first_seen"], item["last_seen"], item["pageviews"])
+            elif sk.startswith(("DV#", "EVENT#")):
+                fields = ()
+            else:
+                raise RuntimeError(f"unexpected item {pk} {sk}")
+            snapshot[(pk, sk)] = (item_type, *fields)
+    return snapshot, largest
+
+
+def _plain(value: Mapping[str, Any]) -> Any:
+    ((kind, data),) = value.items()
+    if kind == "N":
+        return Decimal(data)
+    if kind in ("SS", "NS"):
+        return frozenset(data)
+    return data
+
+
+def expected_counters(events: Sequence[PixelEvent]) -> Snapshot:
+    """The counters computed in memory from the events, independently of both ways of counting."""
+    expected: Snapshot = {}
+    totals: dict[int, list[Any]] = defaultdict(lambda: [0, 0, None])
+    days: dict[tuple[int, str], list[Any]] = defaultdict(lambda: [0, set()])
+    domains: Counter[tuple[int, str, str]] = Counter()
+    visitors: dict[tuple[int, str], list[int]] = {}
+    for event in events:
+        pk = f"PIXEL#{event.pixel_id}"
+        expected[(pk, f"EVENT#{event.event_id}")] = ("event_marker",)
+        if event.dropped:
+            totals[event.pixel_id][1] += 1
+            continue
+        totals[event.pixel_id][0] += 1
+        totals[event.pixel_id][2] = Decimal(repr(event.received_at))
+        days[(event.pixel_id, event.day)][0] += 1
+        if event.domain:
+            domains[(event.pixel_id, event.day, event.domain)] += 1
+        if event.visitor_md5:
+            days[(event.pixel_id, event.day)][1].add(event.visitor_md5)
+            expected[(pk, f"DV#{event.day}#{event.visitor_md5}")] = ("visitor_day",)
+            seen = visitors.setdefault((event.pixel_id, event.visitor_md5), [event.event_time, 0, 0])
+            seen[1:] = [event.event_time, seen[2] + 1]
+    for pixel_id, (received, dropped, last) in totals.items():
+        expected[(f"PIXEL#{pixel_id}", "TOTALS")] = ("totals", received, dropped, last)
+    for (pixel_id, day), (views, seen_visitors) in days.items():
+        expected[(f"PIXEL#{pixel_id}", f"DAY#{day}")] = ("day", views, len(seen_visitors))
+    for (pixel_id, day, domain), views in domains.items():
+        expected[(f"PIXEL#{pixel_id}", f"DAY#{day}#D#{domain}")] = ("day_domain", domain, views)
+    for (pixel_id, md5), (first, last, views) in visitors.items():
+        expected[(f"PIXEL#{pixel_id}", f"VISITOR#{md5}")] = ("visitor", first, last, views)
+    return expected
+
+
+# --- the measurement --------------------------------------------------------------------------
+
+NAIVE_SAMPLE = 1_000  # events: the naive run costs ~25 ms per event against DynamoDB Local
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    workload: Workload
+    aggregated: Run
+    naive: Run  # over the first `naive.events` events only
+    # (label, aggregated counters, naive counters or None, counters computed in memory)
+    comparisons: list[tuple[str, Snapshot, Snapshot | None, Snapshot]]
+
+    @property
+    def counters_identical(self) -> bool:
+        return all(
+            aggregated == expected and naive in (None, expected)
+            for _label, aggregated, naive, expected in self.comparisons
+        )
+
+
+def measure(endpoint: str, events: int, seed: int, naive_sample: int = NAIVE_SAMPLE) -> PipelineResult:
+    """Counts one workload both ways, each into a fresh table of the DynamoDB Local at `endpoint`.
+
+    The naive run counts the first `naive_sample` events (all of them if fewer); the aggregated run
+    counts every event and is snapshotted after that same prefix, so the two are compared on
+    exactly the same events.
+    """
+    workload = make_workload(events, seed)
+    sample = min(events, naive_sample)
+    prefix, rest = workload.events[:sample], workload.events[sample:]
+    suffix = uuid.uuid4().hex[:8]
+
+    table = f"bench-aggregated-{suffix}"
+    with fresh_table(endpoint, table) as recorder:
+        create_pixels(workload)
+        clock = Clock()
+        count_aggregated(prefix, recorder, clock)
+        client = TableItem._get_connection().connection.client
+        aggregated_prefix, _ = stored_counters(client, table)
+        count_aggregated(rest, recorder, clock)
+        aggregated_all, largest = stored_counters(client, table)
+        aggregated = Run(events, recorder.calls, clock.cpu, clock.wall, largest)
+
+    table = f"bench-naive-{suffix}"
+    with fresh_table(endpoint, table) as recorder:
+        create_pixels(workload)
+        clock = Clock()
+        count_all_naively(prefix, recorder, clock)
+        naive_counters, largest = stored_counters(TableItem._get_connection().connection.client, table)
+        naive = Run(sample, recorder.calls, clock.cpu, clock.wall, largest)
+
+    comparisons: list[tuple[str, Snapshot, Snapshot | None, Snapshot]] = [
+        (f"first {sample:,} events", aggregated_prefix, naive_counters, expected_counters(prefix))
+    ]
+    if rest:
+        comparisons.append(
+            (f"all {events:,} events", aggregated_all, None, expected_counters(workload.events))
+        )
+    return PipelineResult(workload, aggregated, naive, comparisons)
+
+
+def run(options: Options) -> Figure:
+    with DynamoDBLocal() as server:
+        result = measure(server.endpoint_url, options.events, options.seed)
+    if not result.counters_identical:
+        raise RuntimeError(_counter_differences(result))
+    return figure(result, options)
+
+
+def _counter_differences(result: PipelineResult) -> str:
+    lines = ["counters differ (aggregated run, naive run, computed in memory from the events):"]
+    for label, aggregated, naive, expected in result.comparisons:
+        for key in sorted(set(aggregated) | set(naive or {}) | set(expected)):
+            values = (
+                aggregated.get(key),
+                expected.get(key) if naive is None else naive.get(key),
+                expected.get(key),
+            )
+            if len(set(values)) > 1:
+                lines.append(
+                    f"  {label}: {key}: aggregated={values[0]} naive={values[1]} expected={values[2]}"
+                )
+            if len(lines) > 20:
+                return "\n".join([*lines, "  ..."])
+    return "\n".join(lines)
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _ratio(aggregated: float, naive: float) -> str:
+    return f"{aggregated / naive:.3f}x" if naive else "-"
+
+
+def figure(result: PipelineResult, options: Options) -> Figure:
+    aggregated, naive = result.aggregated, result.naive
+    table = Figure(
+        title=f"Counter aggregator vs naive baseline (seed {options.seed})",
+        columns=("", "aggregated", "naive", "aggregated/naive"),
+    )
+
+    def per_row(label: str, of_aggregated: float, of_naive: float) -> None:
+        scaled = aggregated.per(of_aggregated), naive.per(of_naive)
+        table.add(label, _count(scaled[0]), _count(scaled[1]), _ratio(*scaled))
+
+    table.add("events counted", _count(aggregated.events), _count(naive.events), "")
+    table.add("DynamoDB requests", _count(aggregated.total_requests), _count(naive.total_requests), "")
+    for operation in sorted(aggregated.requests.keys() | naive.requests.keys()):
+        table.add(
+            f"  {operation}", _count(aggregated.requests[operation]), _count(naive.requests[operation]), ""
+        )
+    cancelled = aggregated.failed("TransactionCanceledException")
+    table.add(
+        "  cancelled / condition failed",
+        _count(cancelled),
+        _count(naive.failed("ConditionalCheckFailedException")),
+        "",
+    )
+    if aggregated.retries or naive.retries:
+        table.add("  retried attempts (botocore)", _count(aggregated.retries), _count(naive.retries), "")
+    table.add("WCU", _count(aggregated.wcu), _count(naive.wcu), "")
+    for kind in ("event markers", "visitor-day items", "counters", "pixel checks"):
+        table.add(f"  {kind}", _count(aggregated.wcu_by_kind[kind]), _count(naive.wcu_by_kind[kind]), "")
+    table.add(
+        "  of which failed writes", _count(aggregated.wcu_of_failures), _count(naive.wcu_of_failures), ""
+    )
+    per_row(f"requests per {PER:,} events", aggregated.total_requests, naive.total_requests)
+    per_row(f"WCU per {PER:,} events", aggregated.wcu, naive.wcu)
+    per_row("  if cancelled transactions were free", aggregated.wcu - aggregated.wcu_of_cancelled, naive.wcu)
+    per_row(f"CPU ms per {PER:,} events", aggregated.cpu_seconds * 1000, naive.cpu_seconds * 1000)
+    table.add(
+        "wall s, against DynamoDB Local", f"{aggregated.wall_seconds:.1f}", f"{naive.wall_seconds:.1f}", ""
+    )
+    table.add(
+        "WCU DynamoDB Local reported (unused)",
+        _count(aggregated.local_reported_wcu),
+        _count(naive.local_reported_wcu),
+        "",
+    )
+
+    checked, agreeing = naive.local_agrees_on_single_writes()
+    sampled = naive.events < aggregated.events
+    checks = "; ".join(
+        f"{label}: "
+        + ("aggregated = naive = in memory" if naive_counters is not None else "aggregated = in memory")
+        + f" ({_items(expected)})"
+        for label, _aggregated, naive_counters, expected in result.comparisons
+    )
+    table.notes += [
+        result.workload.describe()
+        + f"; the aggregator gets them in batches of {BATCH_SIZE} (template BatchSize).",
+        f"counters identical: yes. {checks}. Compared: every TOTALS, DAY, DAY#D and VISITOR item with its "
+        "counts, every visitor-day and marker item (existence), of every pixel.",
+        "aggregated: pixel_core.counters.count_events as is: per batch, TransactWriteItems of at most 100 "
+        "items (a conditional marker per event, a conditional visitor-day item per new visitor and day, a "
+        "ConditionCheck per pixel, one update per counter item touched). A transaction cancelled because a "
+        "visitor-day item exists already (the visitor was counted that day in an earlier batch) is rebuilt "
+        "without it and sent again: those are the cancelled ones.",
+        NAIVE_DESCRIPTION,
+        (
+            f"the naive run counts only the first {naive.events:,} events (it makes one request per item, "
+            f"~{naive.wall_seconds / naive.events * 1000:.0f} ms per event against DynamoDB Local) and its "
+            f"figures are scaled linearly to {PER:,} events: its cost per event depends only on the event's "
+            "kind (dropped, anonymous, identified), whose shares the sample keeps to within about 1%."
+            if sampled
+            else "both runs count every event."
+        ),
+        "WCU are computed by DynamoDB's documented rules from each request's payload: 1 WCU per KB "
+        "(rounded up) per item written, 2x for every item of a transaction (a ConditionCheck counted like a "
+        "write), a failed conditional write charged like a successful one. A cancelled transaction is "
+        "charged in full (an upper bound: AWS does not document what one costs); the row below it shows "
+        f"them free (the lower bound). Largest item stored: {aggregated.largest_item} B aggregated, "
+        f"{naive.largest_item} B naive, so no write rounds to more than 1 KB either way.",
+        "DynamoDB Local's own ConsumedCapacity is not used: it reports 2 WCU for any TransactWriteItems "
+        "whatever its size, and none for failed conditional writes. On single-item writes it agrees with "
+        f"the rules: {agreeing:,} of {checked:,} successful naive PutItem/UpdateItem.",
+        "CPU: time.process_time of this process only (DynamoDB Local runs in its own JVM); aggregated: "
+        "around count_events alone (no SQS message parsing, no Lambda runtime), naive: its whole loop.",
+    ]
+    return table
+
+
+def _items(snapshot: Snapshot) -> str:
+    kinds = Counter(sk.split("#")[0] for _pk, sk in snapshot)
+    return ", ".join(f"{kinds[prefix]:,} {prefix}" for prefix in ("TOTALS", "DAY", "VISITOR", "DV", "EVENT"))

@@ -1,0 +1,95 @@
+"""The pipeline benchmark measures what it says: sane, consistent figures on a small workload.
+
+Speed is measured by `make bench`, never asserted here.
+"""
+
+import pytest
+
+from bench import Options
+from bench.pipeline import Call, figure, item_size, make_workload, measure, write_units
+
+
+@pytest.fixture(scope="module")
+def result(dynamodb_local):
+    # A small workload: the naive run makes ~5 requests per event, so it counts only a prefix.
+    return measure(dynamodb_local.endpoint_url, events=200, seed=7, naive_sample=50)
+
+
+@pytest.mark.dynamodb_local
+def test_both_runs_make_requests_and_consume_capacity(result):
+    for run in (result.aggregated, result.naive):
+        assert run.total_requests > 0
+        assert run.wcu > 0
+        assert run.cpu_seconds > 0
+        assert run.retries == 0
+    assert set(result.aggregated.requests) == {"TransactWriteItems"}
+    assert set(result.naive.requests) == {"PutItem", "UpdateItem"}
+    assert (result.aggregated.events, result.naive.events) == (200, 50)
+
+
+@pytest.mark.dynamodb_local
+def test_the_aggregator_makes_fewer_requests_per_event_than_the_naive_baseline(result):
+    aggregated, naive = result.aggregated, result.naive
+    assert aggregated.total_requests < naive.total_requests
+    assert aggregated.per(aggregated.total_requests) < naive.per(naive.total_requests)
+
+
+@pytest.mark.dynamodb_local
+def test_the_naive_baseline_computes_the_same_counters_as_the_aggregator(result):
+    assert result.counters_identical
+    labels = [label for label, *_ in result.comparisons]
+    assert labels == ["first 50 events", "all 200 events"]
+    (_label, aggregated, naive, expected) = result.comparisons[0]
+    assert naive == aggregated == expected
+    assert sum(1 for _pk, sk in expected if sk.startswith("VISITOR#")) > 0
+
+
+@pytest.mark.dynamodb_local
+def test_the_naive_baseline_makes_one_request_per_item_an_event_touches(result):
+    expected = 0
+    for event in make_workload(200, 7).events[:50]:
+        # marker + TOTALS; an accepted pageview adds DAY and DAY#D, an identified one DV and VISITOR.
+        expected += 2 if event.dropped else 4 + (2 if event.visitor_md5 else 0)
+    assert result.naive.total_requests == expected
+
+
+@pytest.mark.dynamodb_local
+def test_dynamodb_local_agrees_with_the_capacity_rules_on_single_item_writes(result):
+    checked, agreeing = result.naive.local_agrees_on_single_writes()
+    assert checked > 0
+    assert agreeing == checked
+
+
+@pytest.mark.dynamodb_local
+def test_the_figure_reports_both_runs(result):
+    text = figure(result, Options(events=200, seed=7)).render()
+    assert "counters identical: yes" in text
+    assert "requests per 10,000 events" in text
+    assert "CPU ms per 10,000 events" in text
+
+
+def test_the_workload_is_deterministic_and_realistic():
+    first, again = make_workload(2_000, 3), make_workload(2_000, 3)
+    assert first == again
+    events = first.events
+    assert len(first.pixels) == 4
+    assert len({event.domain for event in events}) > 30
+    assert 0.5 < sum(1 for event in events if event.visitor_md5) / len(events) < 0.7
+    assert 0 < sum(1 for event in events if event.dropped) / len(events) < 0.05
+    assert len({event.day for event in events}) >= 7
+    assert [event.received_at for event in events] == sorted(event.received_at for event in events)
+
+
+def test_write_capacity_follows_the_documented_rules():
+    key = {"pk": {"S": "PIXEL#1"}, "sk": {"S": "TOTALS"}}
+    assert item_size(key) == len("pk") + len("PIXEL#1") + len("sk") + len("TOTALS")
+    big = {"Item": {**key, "blob": {"S": "x" * 1500}}}
+    assert write_units(Call("PutItem", big, None, None, 0)) == [("counters", 2)]
+    transaction = {
+        "TransactItems": [{"Put": big}, {"ConditionCheck": {"Key": {**key, "sk": {"S": "PIXEL"}}}}]
+    }
+    assert write_units(Call("TransactWriteItems", transaction, None, None, 0)) == [
+        ("counters", 4),
+        ("pixel checks", 2),
+    ]
+    assert write_units(Call("Query", {}, None, None, 0)) == []

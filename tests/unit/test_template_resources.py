@@ -1,0 +1,102 @@
+"""What template.yaml promises about the pipeline, read from the template itself."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from devtools.functions import load_handler
+from pixel_core.clock import utc_now
+from pixel_core.models import PixelItem, TotalsItem
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def resources(template):
+    return template["Resources"]
+
+
+def test_events_queue_is_encrypted_redrives_to_a_dlq_after_bounded_receives_and_outlives_the_aggregator(
+    resources,
+):
+    queue = resources["EventsQueue"]["Properties"]
+    aggregator = resources["CounterAggregatorFunction"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert resources["EventsDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+    assert 1 < queue["RedrivePolicy"]["maxReceiveCount"] <= 10
+    assert queue["VisibilityTimeout"] >= 6 * aggregator["Timeout"]
+    # The DLQ keeps messages longer than the queue, so nothing expires before anyone can redrive it.
+    assert (
+        resources["EventsDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
+        > queue["MessageRetentionPeriod"]
+    )
+
+
+def test_aggregator_reads_batches_with_a_window_partial_failures_and_bounded_concurrency(resources):
+    (event,) = resources["CounterAggregatorFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "SQS"
+    source = event["Properties"]
+    assert source["Queue"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["MaximumBatchingWindowInSeconds"] > 0
+    assert source["BatchSize"] > 10
+    assert 2 <= source["ScalingConfig"]["MaximumConcurrency"] <= 1000
+
+
+def _actions(function):
+    statements = [
+        statement
+        for policy in function["Properties"]["Policies"]
+        for statement in policy.get("Statement", [])
+    ]
+    listed = [[s["Action"]] if isinstance(s["Action"], str) else s["Action"] for s in statements]
+    return {action for actions in listed for action in actions}
+
+
+def test_functions_get_least_privilege(resources):
+    aggregator_actions = _actions(resources["CounterAggregatorFunction"])
+    assert aggregator_actions == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
+    api_actions = _actions(resources["GraphQLFunction"])
+    assert not any(action.endswith(("Scan", "*")) or "DeleteTable" in action for action in api_actions)
+    assert {action for action in api_actions if action.startswith("sqs:")} == {"sqs:GetQueueAttributes"}
+    send = [p for p in resources["GraphQLFunction"]["Properties"]["Policies"] if "SQSSendMessagePolicy" in p]
+    assert send == [{"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}}]
+
+
+def test_the_sample_sqs_event_goes_through_the_real_aggregator_handler(table, lambda_context):
+    # Given pixel 123 and the sample batch from events/ (two pageviews, one dropped)
+    PixelItem.new(123, "IaoreXfj", created_at=utc_now()).save()
+    sample = json.loads((REPO_ROOT / "events" / "sqs_pixel_events.json").read_text())
+    handler = load_handler(
+        "functions/counter_aggregator", "app.handler", module_alias="counter_aggregator_app"
+    )
+    # When the aggregator handles it (twice: SQS may deliver it again)
+    answers = [handler(sample, lambda_context) for _ in range(2)]
+    # Then nothing failed and the totals count each event once
+    assert answers == [{"batchItemFailures": []}] * 2
+    totals = TotalsItem.get(*TotalsItem.key(123))
+    assert (totals.events_received, totals.events_dropped) == (2, 1)
+
+
+def test_unreadable_records_are_reported_as_batch_item_failures_and_the_rest_is_counted(
+    table, lambda_context
+):
+    PixelItem.new(123, "IaoreXfj", created_at=utc_now()).save()
+    sample = json.loads((REPO_ROOT / "events" / "sqs_pixel_events.json").read_text())
+    for body, record in zip(
+        ("not json", '{"v": 2}', json.dumps({"v": 1, "event_id": "x"})), list(sample["Records"]), strict=True
+    ):
+        record_copy = dict(record, body=body, messageId=record["messageId"] + "-bad")
+        sample["Records"].append(record_copy)
+    handler = load_handler(
+        "functions/counter_aggregator", "app.handler", module_alias="counter_aggregator_app"
+    )
+    answer = handler(sample, lambda_context)
+    assert answer is not None
+    assert sorted(f["itemIdentifier"] for f in answer["batchItemFailures"]) == sorted(
+        record["messageId"] for record in sample["Records"] if record["messageId"].endswith("-bad")
+    )
+    totals = TotalsItem.get(*TotalsItem.key(123))
+    assert (totals.events_received, totals.events_dropped) == (2, 1)
