@@ -68,6 +68,7 @@ def use_local_aws(dynamodb_url: str, moto_url: str, resources: ProvisionedResour
         AWS_ENDPOINT_URL_SQS=moto_url,
         AWS_ENDPOINT_URL_KMS=moto_url,
         EVENTS_QUEUE_URL=resources.queue_urls["EventsQueue"],
+        TOKEN_KMS_KEY_ID=resources.kms_aliases["AccessTokenKeyAlias"],
         POWERTOOLS_SERVICE_NAME="pixel-gateway",
     )
     os.environ.setdefault("STAGE", "dev")
@@ -109,6 +110,7 @@ def serve(dev: DevSettings) -> None:
             template,
             dynamodb_endpoint=dynamodb.endpoint_url,
             sqs_endpoint=moto.endpoint_url,
+            kms_endpoint=moto.endpoint_url,
             table_names={"PixelTable": TABLE_NAME},
         )
         use_local_aws(dynamodb.endpoint_url, moto.endpoint_url, resources)

@@ -1,4 +1,4 @@
-"""Create the template's tables and queues in local emulators (DynamoDB Local, moto)."""
+"""Create the template's tables, queues and KMS keys in local emulators (DynamoDB Local, moto)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class ProvisionedResources:
     table_names: dict[str, str] = field(default_factory=dict)  # logical id -> table name
     queue_urls: dict[str, str] = field(default_factory=dict)  # logical id -> queue URL
     queue_arns: dict[str, str] = field(default_factory=dict)  # logical id -> queue ARN
+    kms_aliases: dict[str, str] = field(default_factory=dict)  # logical id -> alias name ("alias/...")
 
 
 def default_name(prefix: str, logical_id: str) -> str:
@@ -40,10 +41,16 @@ def provision(
     sqs_endpoint: str | None,
     table_names: dict[str, str] | None = None,
     queue_prefix: str = "pixel-gateway-local",
+    kms_endpoint: str | None = None,
 ) -> ProvisionedResources:
     """Create every DynamoDB table and SQS queue of ``template``; what already exists is left alone.
 
     ``sqs_endpoint=None`` skips the queues (for callers that only need the tables).
+    With ``kms_endpoint``, every ``AWS::KMS::Key`` and ``AWS::KMS::Alias`` is created too. Alias names
+    are resolved with ``queue_prefix`` standing for ``${AWS::StackName}`` (so
+    ``!Sub alias/${AWS::StackName}/access-tokens`` becomes ``alias/<queue_prefix>/access-tokens``). A key
+    is found again through its aliases, so provisioning twice reuses it; every key therefore needs an
+    alias (``TargetKeyId: !Ref <Key>``). Key policies are not applied: the emulator ignores them.
     Credentials come from the environment; callers set fake ones.
     """
     session = boto3.session.Session(region_name=REGION)
@@ -63,6 +70,9 @@ def provision(
             result.queue_urls[logical_id] = url
             attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
             result.queue_arns[logical_id] = attributes["QueueArn"]
+    if kms_endpoint is not None:
+        kms = session.client("kms", endpoint_url=kms_endpoint)
+        result.kms_aliases.update(_ensure_kms_keys(kms, template, stack_name=queue_prefix))
     return result
 
 
@@ -118,3 +128,87 @@ def _ensure_queue(sqs: Any, kwargs: dict[str, Any]) -> str:
             raise
     created: str = sqs.create_queue(**kwargs)["QueueUrl"]
     return created
+
+
+def _with_stack_name(value: Any, stack_name: str) -> str | None:
+    """A plain string, or ``!Sub`` with no variable but ``${AWS::StackName}``, resolved; else None."""
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        value = value["Fn::Sub"].replace("${AWS::StackName}", stack_name)
+    if not isinstance(value, str) or "${" in value:
+        return None
+    return value
+
+
+def _alias_name(logical_id: str, value: Any, stack_name: str) -> str:
+    name = _with_stack_name(value, stack_name)
+    if name is None:
+        raise ValueError(
+            f"{logical_id}.AliasName: only a string or !Sub with ${{AWS::StackName}} can be resolved locally"
+        )
+    return name
+
+
+def _alias_target(logical_id: str, value: Any) -> str:
+    """Logical id of the key an alias points at (``!Ref Key``, ``!GetAtt Key.Arn`` or ``.KeyId``)."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return str(value["Ref"])
+    if (
+        isinstance(value, dict)
+        and set(value) == {"Fn::GetAtt"}
+        and value["Fn::GetAtt"][1] in ("Arn", "KeyId")
+    ):
+        return str(value["Fn::GetAtt"][0])
+    raise ValueError(f"{logical_id}.TargetKeyId must be !Ref <Key> or !GetAtt <Key>.Arn: {value}")
+
+
+def _ensure_kms_keys(kms: Any, template: dict[str, Any], stack_name: str) -> dict[str, str]:
+    """Each key of the template, found through one of its aliases or else created; each alias set."""
+    keys = resources_of_type(template, "AWS::KMS::Key")
+    aliases_of: dict[str, dict[str, str]] = {key_id: {} for key_id in keys}  # key -> alias id -> name
+    for alias_id, alias in resources_of_type(template, "AWS::KMS::Alias").items():
+        properties = alias.get("Properties", {})
+        target = _alias_target(alias_id, properties.get("TargetKeyId"))
+        if target not in keys:
+            raise ValueError(f"{alias_id} points at {target!r}, which is not an AWS::KMS::Key")
+        aliases_of[target][alias_id] = _alias_name(alias_id, properties.get("AliasName"), stack_name)
+    result: dict[str, str] = {}
+    for key_logical_id, key in keys.items():
+        aliases = aliases_of[key_logical_id]
+        if not aliases:
+            raise ValueError(
+                f"{key_logical_id}: a key without an AWS::KMS::Alias cannot be found again locally"
+            )
+        current = {name: _key_of_alias(kms, name) for name in aliases.values()}
+        existing = [key_id for key_id in current.values() if key_id is not None]
+        key_id = existing[0] if existing else _create_key(kms, key, stack_name)
+        for name, target_key in current.items():
+            if target_key is None:
+                kms.create_alias(AliasName=name, TargetKeyId=key_id)
+            elif target_key != key_id:
+                kms.update_alias(AliasName=name, TargetKeyId=key_id)
+        result.update(aliases)
+    return result
+
+
+def _key_of_alias(kms: Any, alias_name: str) -> str | None:
+    try:
+        key_id: str = kms.describe_key(KeyId=alias_name)["KeyMetadata"]["KeyId"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "NotFoundException":
+            raise
+        return None
+    return key_id
+
+
+def _create_key(kms: Any, key: dict[str, Any], stack_name: str) -> str:
+    properties = key.get("Properties", {})
+    kwargs = {
+        name: properties[name] for name in ("KeyUsage", "KeySpec") if isinstance(properties.get(name), str)
+    }
+    description = _with_stack_name(properties.get("Description"), stack_name)
+    if description is not None:
+        kwargs["Description"] = description
+    key_id: str = kms.create_key(**kwargs)["KeyMetadata"]["KeyId"]
+    if properties.get("EnableKeyRotation") is True:
+        kms.enable_key_rotation(KeyId=key_id)
+    return key_id

@@ -23,6 +23,7 @@ for _name, _value in {
     "STAGE": "dev",
     "POWERTOOLS_SERVICE_NAME": "pixel-gateway",
     "POWERTOOLS_METRICS_NAMESPACE": "PixelGateway",
+    "TOKEN_KMS_KEY_ID": "alias/pixel-gateway-test/access-tokens",
 }.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_PROFILE", None)
@@ -40,6 +41,7 @@ from pixel_core.models import bind_models  # noqa: E402
 
 AWS_DYNAMODB_ENDPOINT = "https://dynamodb.us-east-1.amazonaws.com"
 AWS_SQS_ENDPOINT = "https://sqs.us-east-1.amazonaws.com"
+AWS_KMS_ENDPOINT = "https://kms.us-east-1.amazonaws.com"
 _table_numbers = itertools.count(1)
 
 
@@ -60,7 +62,7 @@ def template() -> dict[str, Any]:
 
 @pytest.fixture
 def aws(template: dict[str, Any]) -> Iterator[ProvisionedResources]:
-    """moto in process, with the template's queues (and table) created in it."""
+    """moto in process, with the template's queues, KMS keys (and table) created in it."""
     with mock_aws():
         yield provision(
             template,
@@ -68,6 +70,7 @@ def aws(template: dict[str, Any]) -> Iterator[ProvisionedResources]:
             sqs_endpoint=AWS_SQS_ENDPOINT,
             table_names={"PixelTable": "pixel-gateway-test"},
             queue_prefix="pixel-gateway-test",
+            kms_endpoint=AWS_KMS_ENDPOINT,
         )
 
 

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from graphql_api.documents import DocumentCache
 from graphql_api.resolvers import bindables
+from graphql_api.resolvers.errors import format_error
 from pixel_core.config import settings
 from pixel_core.health import readiness
 
@@ -48,6 +49,7 @@ graphql_app = GraphQL(
     query_parser=documents.parse,
     query_validator=documents.validate,
     debug=False,
+    error_formatter=format_error,
     introspection=not settings.is_production,
     explorer=ExplorerHttp405() if settings.is_production else ExplorerGraphiQL(),
 )

@@ -22,6 +22,8 @@ class Settings:
     # a deleted pixel or a changed domain list takes effect within this many seconds everywhere.
     auth_cache_seconds: float
     pixel_cache_seconds: float
+    # KMS key (id, ARN or alias) that encrypts the access tokens of Meta pixel connections.
+    token_key_id: str
 
     @property
     def is_production(self) -> bool:
@@ -37,6 +39,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
         auth_cache_seconds=float(environ.get("AUTH_CACHE_SECONDS", "60")),
         pixel_cache_seconds=float(environ.get("PIXEL_CACHE_SECONDS", "10")),
+        token_key_id=environ.get("TOKEN_KMS_KEY_ID", ""),
     )
 
 

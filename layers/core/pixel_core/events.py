@@ -17,6 +17,9 @@ Format version 1, one JSON object per SQS message (a sample is events/sqs_pixel_
 | dropped          | string or null  | why intake dropped it; null when accepted                 |
 | client_ip        | string or null  | caller's address                                          |
 | user_agent       | string or null  | caller's user agent                                       |
+| event_source_url | string or null  | the page the event happened on                            |
+| custom_data      | object or null  | `track`'s custom data, passed on to Meta                  |
+| unpublishable    | string or null  | why it must not go to Meta (publishing off, event filter) |
 """
 
 import json
@@ -28,6 +31,7 @@ from typing import Any
 FORMAT_VERSION = 1
 PAGE_VIEW = "PageView"
 MAX_MESSAGE_BYTES = 64 * 1024
+MAX_URL_LENGTH = 2048
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -51,6 +55,9 @@ class PixelEvent:
     dropped: str | None = None
     client_ip: str | None = None
     user_agent: str | None = None
+    event_source_url: str | None = None
+    custom_data: dict[str, Any] | None = None
+    unpublishable: str | None = None
 
     @property
     def day(self) -> str:
@@ -89,6 +96,9 @@ class PixelEvent:
             dropped=_optional_text(data, "dropped", 256),
             client_ip=_optional_text(data, "client_ip", 64),
             user_agent=_optional_text(data, "user_agent", 1024),
+            event_source_url=_optional_text(data, "event_source_url", MAX_URL_LENGTH),
+            custom_data=_optional_object(data, "custom_data"),
+            unpublishable=_optional_text(data, "unpublishable", 256),
         )
 
 
@@ -119,6 +129,13 @@ def _number[NumberT: (int, float)](data: dict[str, Any], name: str, kind: type[N
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**40:
         raise InvalidEventMessage(f"{name}: expected a Unix timestamp")
     return kind(value)
+
+
+def _optional_object(data: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise InvalidEventMessage(f"{name}: expected an object")
+    return value
 
 
 def _pixel_id(value: object) -> int:

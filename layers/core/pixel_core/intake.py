@@ -1,26 +1,41 @@
-"""Intake: a pageview (later any event) is checked, hashed, decided, and put on the events queue.
+"""Intake: an event is checked, hashed, decided, and put on the events queue.
 
-Costs one SQS send, one GetItem for an identified visitor, and, at most every few seconds per
-container, one GetItem for the app and one for the pixel (which carries its domain set).
-Counting happens later, in the aggregator.
+Costs one SQS send, one GetItem for an identified pageview's visitor, and, at most every few
+seconds per container, one GetItem each for the app, the pixel (which carries its domain set and
+filters) and its tenant (global filters). Counting happens later, in the aggregator.
+
+Decisions, in order: receiving off, a dropping domain filter, or a domain not attached to a pixel
+that has domains (unless a pixel-level ALLOW filter admits it) drop the event at intake (counted as
+dropped); publishing off or a dropping event filter keep it counted as received but mark it
+unpublishable.
 """
 
+import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 from pixel_core.auth import Principal
 from pixel_core.domain_names import is_same_or_subdomain
-from pixel_core.events import PAGE_VIEW, PixelEvent
+from pixel_core.errors import BadRequest
+from pixel_core.events import MAX_URL_LENGTH, PAGE_VIEW, PixelEvent
+from pixel_core.filters import event_name_of, verdict
 from pixel_core.identity import identity_of
-from pixel_core.models import PixelItem, VisitorItem, find
+from pixel_core.models import PixelItem, TenantItem, VisitorItem, find
 from pixel_core.pixel_domains import cleaned
-from pixel_core.pixels import recent_pixel_for
+from pixel_core.pixels import recent_pixel_for, recent_tenant
 from pixel_core.queues import enqueue
 
 USER_FOUND = "User Found"
 USER_NOT_FOUND = "User Not Found"
 ANONYMOUS = "Success"
+MAX_CUSTOM_DATA_BYTES = 8 * 1024
+MAX_EVENT_AGE_SECONDS = 90 * 86_400  # older events are refused; Meta takes only the last 7 days
+MAX_CLOCK_SKEW_SECONDS = 3_600
+_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +45,83 @@ class Client:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackRequest:
+    pixel_id: int
+    event_name: str
+    domain: str | None = None
+    url: str | None = None
+    email: str | None = None
+    md5: str | None = None
+    event_id: str | None = None
+    event_time: int | None = None
+    custom_data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class IntakeResult:
     event: PixelEvent
     message: str
 
 
-def drop_reason(pixel: PixelItem, domain: str) -> str | None:
+def drop_reason(pixel: PixelItem, tenant: TenantItem | None, domain: str) -> str | None:
     """Why an event from `domain` is not counted as received; None when it is."""
+    if not pixel.receiving_enabled:
+        return f"receiving is turned off for pixel {pixel.pixel_id}"
+    domain_verdict = verdict(
+        pixel.domain_filters, tenant.domain_filters if tenant else None, domain, match_subdomains=True
+    )
+    if domain_verdict == "DROP":
+        return f"domain {domain} is blocked by a domain filter"
     attached = pixel.domains or set()
-    if attached and not any(is_same_or_subdomain(domain, parent) for parent in attached):
+    if domain_verdict != "ALLOW" and attached and not any(is_same_or_subdomain(domain, p) for p in attached):
         return f"domain {domain} is not attached to pixel {pixel.pixel_id}"
     return None
+
+
+def unpublishable_reason(pixel: PixelItem, tenant: TenantItem | None, event_name: str) -> str | None:
+    if not pixel.publishing_enabled:
+        return "publishing is turned off"
+    event_filters = tenant.event_filters if tenant else None
+    if verdict(pixel.event_filters, event_filters, event_name, match_subdomains=False) == "DROP":
+        return f"event {event_name} is dropped by an event filter"
+    return None
+
+
+def accept_event(principal: Principal, request: TrackRequest, client: Client) -> IntakeResult:
+    pixel = recent_pixel_for(principal, request.pixel_id)
+    event_name = event_name_of(request.event_name)
+    url = _url(request.url)
+    host = cleaned(request.domain if request.domain else (urlsplit(url).hostname if url else None))
+    identity = identity_of(request.email, request.md5)
+    now = time.time()
+    tenant = recent_tenant(pixel.tenant_id)
+    event = PixelEvent(
+        event_id=_event_id(request.event_id),
+        event_name=event_name,
+        pixel_id=request.pixel_id,
+        tenant_id=pixel.tenant_id,
+        event_time=_event_time(request.event_time, now),
+        received_at=round(now, 3),
+        domain=host,
+        visitor_md5=identity.md5 if identity else None,
+        email_sha256=identity.email_sha256 if identity else None,
+        dropped=drop_reason(pixel, tenant, host),
+        client_ip=client.ip,
+        user_agent=client.user_agent[:1024] if client.user_agent else None,
+        event_source_url=url,
+        custom_data=_custom_data(request.custom_data),
+        unpublishable=unpublishable_reason(pixel, tenant, event_name),
+    )
+    if event.dropped:
+        enqueue(event)  # counted as dropped by the aggregator
+        return IntakeResult(event, f"Event dropped: {event.dropped}")
+    message = ANONYMOUS
+    if identity is not None and event_name == PAGE_VIEW:
+        # Visitors are recorded by the aggregator, so "found" means seen in an earlier, counted event.
+        seen = find(VisitorItem, VisitorItem.key(request.pixel_id, identity.md5)) is not None
+        message = USER_FOUND if seen else USER_NOT_FOUND
+    enqueue(event)
+    return IntakeResult(event, message)
 
 
 def accept_pageview(
@@ -52,31 +133,41 @@ def accept_pageview(
     md5: str | None,
     client: Client,
 ) -> IntakeResult:
-    pixel = recent_pixel_for(principal, pixel_id)
-    host = cleaned(domain)
-    identity = identity_of(email, md5)
-    now = time.time()
-    event = PixelEvent(
-        event_id=str(uuid.uuid4()),
-        event_name=PAGE_VIEW,
-        pixel_id=pixel_id,
-        tenant_id=pixel.tenant_id,
-        event_time=int(now),
-        received_at=round(now, 3),
-        domain=host,
-        visitor_md5=identity.md5 if identity else None,
-        email_sha256=identity.email_sha256 if identity else None,
-        dropped=drop_reason(pixel, host),
-        client_ip=client.ip,
-        user_agent=client.user_agent[:1024] if client.user_agent else None,
-    )
-    if event.dropped:
-        enqueue(event)  # counted as dropped by the aggregator
-        return IntakeResult(event, f"Event dropped: {event.dropped}")
-    message = ANONYMOUS
-    if identity is not None:
-        # Visitors are recorded by the aggregator, so "found" means seen in an earlier, counted event.
-        seen = find(VisitorItem, VisitorItem.key(pixel_id, identity.md5)) is not None
-        message = USER_FOUND if seen else USER_NOT_FOUND
-    enqueue(event)
-    return IntakeResult(event, message)
+    request = TrackRequest(pixel_id=pixel_id, event_name=PAGE_VIEW, domain=domain or "", email=email, md5=md5)
+    return accept_event(principal, request, client)
+
+
+def _event_id(client_event_id: str | None) -> str:
+    if client_event_id is None or client_event_id == "":
+        return str(uuid.uuid4())
+    if not _EVENT_ID.match(client_event_id):
+        raise BadRequest("Invalid eventId: 1-128 characters of letters, digits and . _ : -")
+    return client_event_id
+
+
+def _event_time(client_time: int | None, now: float) -> int:
+    if client_time is None:
+        return int(now)
+    if (
+        isinstance(client_time, bool)
+        or not now - MAX_EVENT_AGE_SECONDS <= client_time <= now + MAX_CLOCK_SKEW_SECONDS
+    ):
+        raise BadRequest("Invalid eventTime: Unix seconds, not in the future, at most 90 days old")
+    return int(client_time)
+
+
+def _url(url: str | None) -> str | None:
+    if url is None or url == "":
+        return None
+    parts = urlsplit(url) if len(url) <= MAX_URL_LENGTH else None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise BadRequest(f"Invalid url: an http(s) URL of at most {MAX_URL_LENGTH} characters")
+    return url
+
+
+def _custom_data(custom_data: object) -> dict[str, Any] | None:
+    if custom_data is None:
+        return None
+    if not isinstance(custom_data, dict) or len(json.dumps(custom_data)) > MAX_CUSTOM_DATA_BYTES:
+        raise BadRequest(f"Invalid customData: a JSON object of at most {MAX_CUSTOM_DATA_BYTES} bytes")
+    return custom_data

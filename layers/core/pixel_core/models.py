@@ -27,7 +27,9 @@ Counters, written only by the aggregator, live in the pixel's partition too:
 from typing import Any
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     DiscriminatorAttribute,
+    MapAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
@@ -52,6 +54,11 @@ class TenantPixelsIndex(GlobalSecondaryIndex["TableItem"]):  # type: ignore[no-u
     gsi1sk = UnicodeAttribute(range_key=True)
 
 
+def string_map() -> Any:
+    """A map of plain strings whose keys are data (filter names), updated one key at a time."""
+    return MapAttribute(default=dict)  # type: ignore[no-untyped-call]
+
+
 class TableItem(Model):
     class Meta:
         table_name = settings.table_name
@@ -74,6 +81,9 @@ class TenantItem(TableItem, discriminator="tenant"):
     tenant_id = UnicodeAttribute()
     name = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
+    # The tenant's global filters: event name -> PUBLISH | DROP, domain -> ALLOW | DROP.
+    event_filters = string_map()
+    domain_filters = string_map()
 
     @staticmethod
     def key(tenant_id: str) -> tuple[str, str]:
@@ -100,8 +110,20 @@ class PixelItem(TableItem, discriminator="pixel"):
     name = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     # The attached domains again, kept in the same transactions as the domain items, so that
-    # intake learns everything it needs about a pixel from one GetItem.
+    # intake learns everything it needs about a pixel from one GetItem (filters too).
     domains = UnicodeSetAttribute(default=set)
+    event_filters = string_map()
+    domain_filters = string_map()
+    # Status (CAPIG): receiving = `eventBridgeActive`, publishing = `publishingEnabled`.
+    receiving_enabled = BooleanAttribute(default=True)
+    publishing_enabled = BooleanAttribute(default=True)
+    # The Meta connection, set by setupPixelSignalConfig. The token only ever KMS-encrypted.
+    business_id = UnicodeAttribute(null=True)
+    external_id = UnicodeAttribute(null=True)
+    api_version = UnicodeAttribute(null=True)
+    access_token_ciphertext = UnicodeAttribute(null=True)
+    token_rejected = BooleanAttribute(default=False)
+    api_error_code = NumberAttribute(null=True)
 
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:
@@ -141,6 +163,8 @@ class TotalsItem(TableItem, discriminator="totals"):
     events_received = NumberAttribute(default=0)
     events_dropped = NumberAttribute(default=0)
     last_received_at = NumberAttribute(null=True)  # Unix seconds
+    events_published = NumberAttribute(default=0)
+    last_published_at = NumberAttribute(null=True)
 
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from pixel_core.errors import BadRequest, Conflict, GatewayError, NotFound, Pixe
 from pixel_core.models import (
     PixelItem,
     TableItem,
+    TenantItem,
     find,
     is_condition_failure,
     next_sequence_value,
@@ -53,10 +54,27 @@ def _recent_pixel(pixel_id: int) -> PixelItem:
     return pixel
 
 
+# A tenant's global filters, read with every event like its pixel; None is not cached either.
+@cached(TTLCache(maxsize=1024, ttl=settings.pixel_cache_seconds), lock=threading.Lock())
+def _recent_tenant(tenant_id: str) -> TenantItem:
+    tenant = find(TenantItem, TenantItem.key(tenant_id))
+    if tenant is None:
+        raise NotFound(f"Tenant {tenant_id} not found")
+    return tenant
+
+
+def recent_tenant(tenant_id: str) -> TenantItem | None:
+    try:
+        return _recent_tenant(tenant_id)
+    except NotFound:
+        return None
+
+
 def forget_recent_pixels() -> None:
-    """Drops this container's recently read pixels, after it changed one (other containers
-    catch up within PIXEL_CACHE_SECONDS)."""
+    """Drops this container's recently read pixels and tenants, after it changed one (other
+    containers catch up within PIXEL_CACHE_SECONDS)."""
     _recent_pixel.cache_clear()
+    _recent_tenant.cache_clear()
 
 
 def tenant_for(principal: Principal, tenant_id: str | None) -> str:

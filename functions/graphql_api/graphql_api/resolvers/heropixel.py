@@ -140,6 +140,25 @@ def resolve_pageview(principal: Principal, event: Event, context: Context) -> An
     return Answer({}, result.message)
 
 
+@mutation.field("track")
+@envelope_resolver
+def resolve_track(principal: Principal, event: Event, context: Context) -> Answer:
+    request = intake.TrackRequest(
+        pixel_id=event["pixel_id"],
+        event_name=event["event_name"],
+        domain=event.get("domain"),
+        url=event.get("url"),
+        email=event.get("email"),
+        md5=event.get("md5"),
+        event_id=event.get("event_id"),
+        event_time=event.get("event_time"),
+        custom_data=event.get("custom_data"),
+    )
+    client = intake.Client(ip=context.get("client_ip"), user_agent=context.get("user_agent"))
+    result = intake.accept_event(principal, request, client)
+    return Answer({"event_id": result.event.event_id}, result.message)
+
+
 @query.field("stats")
 @envelope_resolver
 def resolve_stats(principal: Principal, event: Event, _context: Context) -> Answer:

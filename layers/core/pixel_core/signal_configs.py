@@ -1,0 +1,163 @@
+"""The Conversions API Gateway control plane: pixels as Meta "signal configs" of a tenant."""
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.exceptions import PutError
+
+from pixel_core.auth import Principal
+from pixel_core.clock import utc_now
+from pixel_core.errors import BadRequest, PixelNotFound, Unauthorized
+from pixel_core.models import PixelItem, TotalsItem, find, is_condition_failure
+from pixel_core.pixel_ids import InvalidPixelIdError, parse_pixel_id
+from pixel_core.pixels import MAX_NAME_LENGTH, clean_name, delete_pixel, forget_recent_pixels
+from pixel_core.tokens import encrypt_access_token
+
+_API_VERSION = re.compile(r"^v\d{1,3}\.\d{1,2}$")
+_IDENTIFIER_MAX = 128
+MAX_ACCESS_TOKEN_LENGTH = 4096
+
+
+def tenant_scope(principal: Principal, tenant_id: object) -> str:
+    if not isinstance(tenant_id, str) or not principal.may_act_on(tenant_id):
+        raise Unauthorized("Not authorized for this account")
+    return tenant_id
+
+
+def pixel_id_of(value: object) -> int:
+    try:
+        return parse_pixel_id(value)
+    except InvalidPixelIdError as error:
+        raise BadRequest(f"Invalid pixel id: {error}") from None
+
+
+def tenant_pixel(tenant_id: str, pixel_id: int) -> PixelItem:
+    """The tenant's pixel; another tenant's is answered like a missing one."""
+    pixel = find(PixelItem, PixelItem.key(pixel_id))
+    if pixel is None or pixel.tenant_id != tenant_id:
+        raise PixelNotFound(pixel_id)
+    return pixel
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    pixel_id: int
+    business_id: str
+    access_token: str
+    external_id: str
+    api_version: str | None
+    name: str | None
+
+    @classmethod
+    def from_input(cls, data: dict[str, Any]) -> "Connection":
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token.strip() or len(token) > MAX_ACCESS_TOKEN_LENGTH:
+            raise BadRequest("Invalid input: accessToken")
+        api_version = data.get("api_version")
+        if api_version is not None and not _API_VERSION.match(api_version):
+            raise BadRequest("Invalid input: apiVersion must look like v21.0")
+        name = data.get("name")
+        if name is not None and len(name) > MAX_NAME_LENGTH:
+            raise BadRequest(f"Invalid input: name is longer than {MAX_NAME_LENGTH} characters")
+        return cls(
+            pixel_id=pixel_id_of(data.get("pixel_id")),
+            business_id=_identifier(data.get("business_id"), "businessId"),
+            access_token=token.strip(),
+            external_id=_identifier(data.get("external_id"), "externalId"),
+            api_version=api_version,
+            name=clean_name(name),
+        )
+
+
+def _identifier(value: object, field: str) -> str:
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value.strip()) <= _IDENTIFIER_MAX
+        or any(unicodedata.category(ch).startswith("C") for ch in value)
+    ):
+        raise BadRequest(f"Invalid input: {field}")
+    return value.strip()
+
+
+def setup_pixel(tenant_id: str, connection: Connection) -> PixelItem:
+    """Creates the tenant's pixel with its Meta connection, or replaces the connection of its own."""
+    ciphertext = encrypt_access_token(
+        connection.access_token, tenant_id=tenant_id, pixel_id=connection.pixel_id
+    )
+    existing = find(PixelItem, PixelItem.key(connection.pixel_id), consistent=True)
+    if existing is not None and existing.tenant_id != tenant_id:
+        raise BadRequest(f"Invalid input: pixel {connection.pixel_id} cannot be set up for this account")
+    pixel = existing or PixelItem.new(connection.pixel_id, tenant_id, created_at=utc_now())
+    pixel.business_id = connection.business_id
+    pixel.external_id = connection.external_id
+    pixel.api_version = connection.api_version
+    pixel.access_token_ciphertext = ciphertext
+    pixel.token_rejected = False  # a new token gets a fresh chance with Meta
+    pixel.api_error_code = None
+    if connection.name is not None:
+        pixel.name = connection.name
+    # Create only if still absent, update only if still ours: concurrent set-ups cannot cross tenants.
+    condition = PixelItem.pk.does_not_exist() if existing is None else PixelItem.tenant_id == tenant_id
+    try:
+        pixel.save(condition=condition)
+    except PutError as error:
+        if is_condition_failure(error):
+            raise BadRequest(
+                f"Invalid input: pixel {connection.pixel_id} cannot be set up for this account"
+            ) from None
+        raise
+    forget_recent_pixels()
+    return pixel
+
+
+def set_status(tenant_id: str, pixel_id: int, status: object, *, receiving: bool) -> PixelItem:
+    if isinstance(status, bool) or status not in (0, 1):
+        raise BadRequest("Invalid input: status must be 0 (deactivate) or 1 (activate)")
+    pixel = tenant_pixel(tenant_id, pixel_id)
+    attribute = PixelItem.receiving_enabled if receiving else PixelItem.publishing_enabled
+    pixel.update(actions=[attribute.set(status == 1)], condition=PixelItem.tenant_id == tenant_id)
+    forget_recent_pixels()
+    return pixel
+
+
+def delete_data_source(principal: Principal, tenant_id: str, pixel_id: int) -> None:
+    tenant_pixel(tenant_id, pixel_id)
+    delete_pixel(principal, pixel_id)
+
+
+def connection_status(pixel: PixelItem, totals: TotalsItem | None) -> dict[str, Any]:
+    token_stored = pixel.access_token_ciphertext is not None
+    return {
+        "id": f"ConnectionStatus:{pixel.pixel_id}",
+        "access_token_available": token_stored,
+        "active": bool(pixel.receiving_enabled and pixel.publishing_enabled),
+        "connected": token_stored and not pixel.token_rejected,
+        "access_key": None,
+        "event_bridge_active": bool(pixel.receiving_enabled),
+        "publishing_enabled": bool(pixel.publishing_enabled),
+        "api_error_code": int(pixel.api_error_code) if pixel.api_error_code is not None else None,
+        "pixel_id": pixel.pixel_id,
+        "pixel_name": pixel.name,
+        "last_published": float(totals.last_published_at or 0) if totals else 0.0,
+        "total_events_published": float(totals.events_published) if totals else 0.0,
+        "last_received": float(totals.last_received_at or 0) if totals else 0.0,
+        "total_events_received": float(totals.events_received) if totals else 0.0,
+    }
+
+
+def signal_config(pixel: PixelItem, totals: TotalsItem | None) -> dict[str, Any]:
+    return {
+        "id": f"SignalConfig:{pixel.pixel_id}",
+        "domains": sorted(pixel.domains or ()),
+        "connection_id": pixel.pixel_id,
+        "connection_status": connection_status(pixel, totals),
+    }
+
+
+def totals_of(pixel_ids: list[int]) -> dict[int, TotalsItem]:
+    if not pixel_ids:
+        return {}
+    found = TotalsItem.batch_get([TotalsItem.key(pixel_id) for pixel_id in pixel_ids])
+    return {int(item.pk.removeprefix("PIXEL#")): item for item in found}
