@@ -27,6 +27,7 @@ from devtools.template import (
 # mock_aws answers requests to the real endpoints; no_network makes sure nothing leaves the process.
 AWS_DYNAMODB = "https://dynamodb.us-east-1.amazonaws.com"
 AWS_SQS = "https://sqs.us-east-1.amazonaws.com"
+AWS_KMS = "https://kms.us-east-1.amazonaws.com"
 
 # A DLQ, a queue redriving to it (declared first, so creation order has to be worked out),
 # and a FIFO queue; KMS settings must be dropped.
@@ -392,3 +393,95 @@ def test_provision_refuses_a_redrive_policy_that_points_at_something_other_than_
             dynamodb_endpoint=AWS_DYNAMODB,
             sqs_endpoint=AWS_SQS,
         )
+
+
+def test_provision_with_a_kms_endpoint_creates_the_access_token_key_behind_its_alias_once(aws: None) -> None:
+    # Given the real template, provisioned twice as stack "pixel-gateway-dev" with a KMS endpoint
+    template = load_template()
+
+    first = provision(
+        template,
+        dynamodb_endpoint=AWS_DYNAMODB,
+        sqs_endpoint=None,
+        queue_prefix="pixel-gateway-dev",
+        kms_endpoint=AWS_KMS,
+    )
+    second = provision(
+        template,
+        dynamodb_endpoint=AWS_DYNAMODB,
+        sqs_endpoint=None,
+        queue_prefix="pixel-gateway-dev",
+        kms_endpoint=AWS_KMS,
+    )
+
+    # Then ${AWS::StackName} became the prefix, and the second run reused the key and the alias
+    assert first.kms_aliases == {"AccessTokenKeyAlias": "alias/pixel-gateway-dev/access-tokens"}
+    assert second == first
+    kms = boto3.client("kms", region_name="us-east-1")
+    (key,) = kms.list_keys()["Keys"]
+    aliases = [a for a in kms.list_aliases()["Aliases"] if not a["AliasName"].startswith("alias/aws/")]
+    assert [(a["AliasName"], a["TargetKeyId"]) for a in aliases] == [
+        ("alias/pixel-gateway-dev/access-tokens", key["KeyId"])
+    ]
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"] is True
+    assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["Description"] == (
+        "pixel-gateway-dev access tokens of Meta pixel connections"
+    )
+    # And the alias encrypts and decrypts, bound to its encryption context
+    context = {"tenant_id": "IaoreXfj", "pixel_id": "123"}
+    blob = kms.encrypt(
+        KeyId="alias/pixel-gateway-dev/access-tokens", Plaintext=b"token", EncryptionContext=context
+    )["CiphertextBlob"]
+    answer = kms.decrypt(
+        KeyId="alias/pixel-gateway-dev/access-tokens", CiphertextBlob=blob, EncryptionContext=context
+    )
+    assert answer["Plaintext"] == b"token"
+    assert answer["KeyId"] == key["KeyArn"]
+
+
+def test_provision_without_a_kms_endpoint_creates_no_key(aws: None) -> None:
+    result = provision(load_template(), dynamodb_endpoint=AWS_DYNAMODB, sqs_endpoint=None)
+
+    assert result.kms_aliases == {}
+    assert boto3.client("kms", region_name="us-east-1").list_keys()["Keys"] == []
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        (
+            """
+            Key: {Type: AWS::KMS::Key}
+            """,
+            "Key: a key without an AWS::KMS::Alias",
+        ),
+        (
+            """
+            Key: {Type: AWS::KMS::Key}
+            KeyAlias:
+              Type: AWS::KMS::Alias
+              Properties: {AliasName: !Sub "alias/${AWS::StackName}/${Stage}", TargetKeyId: !Ref Key}
+            """,
+            r"KeyAlias\.AliasName",
+        ),
+        (
+            """
+            Key: {Type: AWS::KMS::Key}
+            KeyAlias:
+              Type: AWS::KMS::Alias
+              Properties: {AliasName: alias/x, TargetKeyId: !Ref Topic}
+            """,
+            "not an AWS::KMS::Key",
+        ),
+    ],
+    ids=["key-without-alias", "unresolvable-alias-name", "alias-of-no-key"],
+)
+def test_provision_refuses_kms_resources_it_cannot_create_or_find_again_locally(
+    aws: None, tmp_path: Path, resources: str, message: str
+) -> None:
+    template = load_template(
+        write_template(tmp_path, "Resources:\n" + textwrap.indent(textwrap.dedent(resources), "  "))
+    )
+
+    with pytest.raises(ValueError, match=message):
+        provision(template, dynamodb_endpoint=AWS_DYNAMODB, sqs_endpoint=None, kms_endpoint=AWS_KMS)

@@ -187,7 +187,9 @@ def test_a_ciphertext_made_under_another_kms_key_is_refused_even_with_the_right_
     # Given the same token and context encrypted under a key that is not the access token key
     other_key = kms().create_key()["KeyMetadata"]["KeyId"]
     context = {"tenant_id": TENANT, "pixel_id": str(PIXEL)}
-    blob = kms().encrypt(KeyId=other_key, Plaintext=TOKEN.encode(), EncryptionContext=context)["CiphertextBlob"]
+    blob = kms().encrypt(KeyId=other_key, Plaintext=TOKEN.encode(), EncryptionContext=context)[
+        "CiphertextBlob"
+    ]
 
     # When it is decrypted as a stored access token
     with pytest.raises(TokenDecryptionError) as caught:
@@ -284,7 +286,10 @@ def test_a_kms_failure_on_encrypt_propagates_without_the_token_in_the_exception(
     ("error", "reason"),
     [
         (kms_internal_error("Decrypt"), "KMSInternalException"),
-        (EndpointConnectionError(endpoint_url="https://kms.us-east-1.amazonaws.com"), "EndpointConnectionError"),
+        (
+            EndpointConnectionError(endpoint_url="https://kms.us-east-1.amazonaws.com"),
+            "EndpointConnectionError",
+        ),
     ],
     ids=["kms-error", "unreachable"],
 )
