@@ -704,9 +704,10 @@ def figure(result: PipelineResult, options: Options) -> Figure:
         "counts, every visitor-day and marker item (existence), of every pixel.",
         "aggregated: pixel_core.counters.count_events as is: per batch, TransactWriteItems of at most 100 "
         "items (a conditional marker per event, a conditional visitor-day item per new visitor and day, a "
-        "ConditionCheck per pixel, one update per counter item touched). A transaction cancelled because a "
-        "visitor-day item exists already (the visitor was counted that day in an earlier batch) is rebuilt "
-        "without it and sent again: those are the cancelled ones.",
+        "ConditionCheck per pixel, one update per counter item touched), after one BatchGetItem per "
+        "transaction that reads which visitor-days were counted in earlier batches (read capacity is not "
+        "in the WCU figure). A transaction cancelled all the same (a race, a redelivery) is rebuilt "
+        "without what exists and sent again: those are the cancelled ones.",
         NAIVE_DESCRIPTION,
         (
             f"the naive run counts only the first {naive.events:,} events (it makes one request per item, "

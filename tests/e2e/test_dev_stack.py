@@ -135,6 +135,13 @@ def test_dev_stack_serves_the_seed_requests_and_keeps_domains_across_a_restart(t
             "pixel_id": 123,
             "deleted": True,
         }
+        # And pageviews accepted just before the stop (to be drained, not lost)
+        for _ in range(5):
+            pageview = "mutation PV($event: PageviewEventInput!) { pageview(event: $event) { code } }"
+            accepted = stack.graphql(
+                pageview, {"event": {"pixelId": 123, "domain": "example.com"}}, basic=True
+            )
+            assert accepted["data"]["pageview"]["code"] == 200
     finally:
         output = stack.stop()
     assert "Pixel Gateway stopped." in output
@@ -147,10 +154,12 @@ def test_dev_stack_serves_the_seed_requests_and_keeps_domains_across_a_restart(t
     stack.start()
     try:
         listed = stack.graphql(SEED_DOMAINS, {"auth": DEV_AUTH, "event": {"pixel_id": 123, "action": "list"}})
+        pixel = stack.graphql(PIXELS, {"event": {"action": "get", "pixel_id": 123}}, basic=True)
     finally:
         stack.stop()
-    # Then the domains are still there
+    # Then the domains are still there, and the pageviews were counted before the first stop
     assert [entry["domain"] for entry in listed["data"]["domains"]["data"]["domains"]] == ["example.com"]
+    assert pixel["data"]["pixels"]["data"]["events_received"] == 5
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False)
     assert leftovers.stdout == "", f"processes left running: {leftovers.stdout}"
 
@@ -208,3 +217,90 @@ def test_500_concurrent_pageviews_appear_exactly_in_stats_and_totals_within_10_s
         assert (pixel["events_received"], pixel["events_dropped"]) == (500, 0)
     finally:
         stack.stop()
+
+
+@pytest.mark.dynamodb_local
+def test_capig_sample_requests_sent_unchanged_to_the_dev_stack_answer_the_sample_responses(tmp_path):
+    from tests.unit import test_capig as samples
+
+    stack = DevStack(tmp_path / "dynamodb")
+    stack.start()
+    try:
+        # When the reference's samples are sent unchanged, with the dev app's Basic auth
+        def send(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+            return stack.graphql(query, variables, path="/capig/graphql/", basic=True)
+
+        setup = send(samples.SETUP, samples.SETUP_VARIABLES)
+        receiving = send(
+            samples.EVENTS_STATUS, {"id": samples.PIXEL, "tenantId": "IaoreXfj", "input": {"status": 1}}
+        )
+        event_filter = send(
+            samples.EVENT_FILTER,
+            {
+                "tenantId": "IaoreXfj",
+                "input": {"eventName": "AddToCart", "pixelIds": [samples.PIXEL], "filterState": "PUBLISH"},
+            },
+        )
+        domain_filter = send(
+            samples.DOMAIN_FILTER,
+            {"tenantId": "IaoreXfj", "input": {"domain": "example.com", "filterState": "DROP"}},
+        )
+        for n in range(20):
+            tracked = stack.graphql(
+                samples.TRACK,
+                {
+                    "event": {
+                        "pixelId": samples.PIXEL,
+                        "eventName": "AddToCart",
+                        "url": f"https://shop.test/{n}",
+                    }
+                },
+                basic=True,
+            )
+            assert tracked["data"]["track"]["code"] == 200
+        publishing = send(
+            samples.CAPI_PUBLISH, {"id": samples.PIXEL, "tenantId": "IaoreXfj", "input": {"status": 0}}
+        )
+        deadline = time.monotonic() + 15
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            listed = send(samples.TENANT_QUERIES, {"tenantId": "IaoreXfj"})
+            status = listed["data"]["tenantQueries"]["account"]["signalConfigs"][0]["connectionStatus"]
+            if status["totalEventsReceived"] >= 20:
+                break
+            time.sleep(0.25)
+        deleted = send(samples.DELETE, {"id": samples.PIXEL, "tenantId": "IaoreXfj"})
+    finally:
+        stack.stop()
+    # Then each answers with the sample response's shape and values
+    assert "errors" not in setup
+    assert (
+        setup["data"]["tenantMutations"]["signalMutations"]["setupPixelSignalConfig"]["connectionStatus"][
+            "totalEventsReceived"
+        ]
+        == 0.0
+    )
+    assert (
+        receiving["data"]["tenantMutations"]["signalMutations"]["updateSignalConfigEventsStatus"]["success"]
+        is True
+    )
+    assert event_filter["data"]["tenantMutations"]["updateEventFilter"]["updatedFilter"] == {
+        "eventName": "AddToCart",
+        "pixelId": samples.PIXEL,
+        "filterState": "PUBLISH",
+    }
+    assert (
+        domain_filter["data"]["tenantMutations"]["updateDomainFilter"]["updatedFilter"]["id"]
+        == "DomainFilter:example.com:global"
+    )
+    assert publishing["data"]["tenantMutations"]["signalMutations"]["updateSignalConfigCapiPublish"][
+        "connectionStatus"
+    ] == {
+        "id": f"ConnectionStatus:{samples.PIXEL}",
+        "active": False,
+        "eventBridgeActive": True,
+        "publishingEnabled": False,
+    }
+    assert status["totalEventsReceived"] == 20.0
+    assert time.time() - 120 < status["lastReceived"] <= time.time()
+    assert deleted == {"data": {"tenantMutations": {"signalMutations": {"deleteDataSource": True}}}}

@@ -2,6 +2,7 @@
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -111,7 +112,7 @@ TENANT_QUERIES = """query Account($tenantId: ID!) { tenantQueries(tenantId: $ten
   domainFilters { id domain pixelId filterState } } }"""
 TRACK = "mutation T($event: TrackEventInput!) { track(event: $event) { code data message } }"
 PIXEL = "18904456377094531"
-SETUP_VARIABLES = {
+SETUP_VARIABLES: dict[str, Any] = {
     "tenantId": "IaoreXfj",
     "input": {
         "pixelId": PIXEL,

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from devtools.provision import ProvisionedResources
 from pixel_core import tokens
+from pixel_core.config import settings
 from pixel_core.tokens import TokenDecryptionError, decrypt_access_token, encrypt_access_token
 
 TOKEN = "EAAGm0PX4ZCpsBAKZCZBsecretTOKENforPixel123ZDZD"
@@ -231,7 +232,7 @@ def test_empty_and_oversized_tokens_are_rejected_before_reaching_kms(
     monkeypatch.setattr(tokens, "kms_client", lambda: FailingKms(AssertionError("KMS was called")))
 
     # When the token is encrypted
-    with pytest.raises(ValueError, match="^Invalid access token$") as caught:
+    with pytest.raises(ValueError, match=r"^Invalid access token$") as caught:
         encrypt_access_token(token, tenant_id=TENANT, pixel_id=PIXEL)
 
     # Then it is rejected with a message that does not repeat it
@@ -314,7 +315,7 @@ def test_without_a_configured_key_encrypt_raises_and_decrypt_raises_token_decryp
 ) -> None:
     # Given a stored ciphertext, then a container without TOKEN_KMS_KEY_ID
     ciphertext = encrypt_access_token(TOKEN, tenant_id=TENANT, pixel_id=PIXEL)
-    monkeypatch.setattr(tokens, "settings", dataclasses.replace(tokens.settings, token_key_id=""))
+    monkeypatch.setattr(tokens, "settings", dataclasses.replace(settings, token_key_id=""))
 
     # When it encrypts or decrypts, Then it says what is missing
     with pytest.raises(RuntimeError, match="TOKEN_KMS_KEY_ID is not configured"):
