@@ -20,6 +20,8 @@ for _name, _value in {
     "AWS_REGION": "us-east-1",
     "TABLE_NAME": "pixel-gateway-test",
     "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-test-EventsQueue",
+    "PUBLISH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-test-PublishQueue",
+    "GRAPH_API_BASE_URL": "http://127.0.0.1:9",  # discard port: tests that publish start a fake Meta
     "STAGE": "dev",
     "POWERTOOLS_SERVICE_NAME": "pixel-gateway",
     "POWERTOOLS_METRICS_NAMESPACE": "PixelGateway",
@@ -41,6 +43,9 @@ from pixel_core.models import bind_models  # noqa: E402
 
 AWS_DYNAMODB_ENDPOINT = "https://dynamodb.us-east-1.amazonaws.com"
 AWS_SQS_ENDPOINT = "https://sqs.us-east-1.amazonaws.com"
+# What the `gql` fixture's requests look like they come from.
+CLIENT_IP = "203.0.113.7"
+USER_AGENT = "Mozilla/5.0 (pytest)"
 AWS_KMS_ENDPOINT = "https://kms.us-east-1.amazonaws.com"
 _table_numbers = itertools.count(1)
 
@@ -151,9 +156,8 @@ def gql() -> Any:
     from graphql_api.server import schema
 
     def execute(query: str, variables: dict[str, Any] | None = None, authorization: str | None = None) -> Any:
-        return graphql_sync(
-            schema, query, variable_values=variables, context_value={"authorization": authorization}
-        )
+        context = {"authorization": authorization, "client_ip": CLIENT_IP, "user_agent": USER_AGENT}
+        return graphql_sync(schema, query, variable_values=variables, context_value=context)
 
     return execute
 
@@ -202,21 +206,20 @@ def sqs(aws: ProvisionedResources) -> Any:
     return boto3.client("sqs", region_name="us-east-1")
 
 
-@pytest.fixture
-def aggregator(aws: ProvisionedResources, sqs: Any, template: dict[str, Any]) -> Any:
-    """The counter aggregator behind the events queue, as the SQS event source would run it.
+def _sqs_function(aws: ProvisionedResources, sqs: Any, template: dict[str, Any], function_id: str) -> Any:
+    """A function of the template behind its queue, as the SQS event source would run it.
 
     Returns a function that polls until the queue has nothing visible left."""
     from devtools.functions import load_handler
     from devtools.sqs_event_source import SqsEventSource
     from devtools.template import sqs_triggers
 
-    (trigger,) = [t for t in sqs_triggers(template) if t.function_id == "CounterAggregatorFunction"]
+    (trigger,) = [t for t in sqs_triggers(template) if t.function_id == function_id]
     source = SqsEventSource(
         sqs_client=sqs,
         queue_url=aws.queue_urls[trigger.queue_id],
         queue_arn=aws.queue_arns[trigger.queue_id],
-        handler=load_handler(trigger.code_uri, trigger.handler, module_alias="counter_aggregator_app"),
+        handler=load_handler(trigger.code_uri, trigger.handler, module_alias=f"{function_id}_app"),
         batch_size=10,
         poll_wait_seconds=0,
         function_name=trigger.function_id,
@@ -233,6 +236,18 @@ def aggregator(aws: ProvisionedResources, sqs: Any, template: dict[str, Any]) ->
         raise AssertionError("the events queue did not drain")
 
     return drain
+
+
+@pytest.fixture
+def aggregator(aws: ProvisionedResources, sqs: Any, template: dict[str, Any]) -> Any:
+    """Runs the counter aggregator over what waits on the events queue."""
+    return _sqs_function(aws, sqs, template, "CounterAggregatorFunction")
+
+
+@pytest.fixture
+def publisher(aws: ProvisionedResources, sqs: Any, template: dict[str, Any]) -> Any:
+    """Runs the CAPI publisher over what waits on the publish queue."""
+    return _sqs_function(aws, sqs, template, "CapiPublisherFunction")
 
 
 @pytest.fixture

@@ -13,9 +13,11 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pixel_core.config import settings
 from pixel_core.counters import count_events
 from pixel_core.events import PixelEvent
 from pixel_core.observability import logger
+from pixel_core.queues import enqueue_all
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -30,6 +32,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     with processor(records=event["Records"], handler=parse):
         processor.process()
         # Inside the block: when every record failed, leaving it raises and fails the batch.
+        # Forwarded before counting: a crash in between sends an event twice (the publisher and
+        # Meta deduplicate), never zero times (a counted event is not forwarded on redelivery).
+        publishable = [e for e in parsed if e.dropped is None and e.unpublishable is None]
+        if publishable:
+            enqueue_all(publishable, settings.publish_queue_url)
         outcome = count_events(parsed)
     logger.info(
         "Batch counted",
@@ -39,6 +46,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
             "duplicates": outcome.duplicates,
             "orphaned": outcome.orphaned,
             "unparseable": len(processor.fail_messages),
+            "forwarded": len(publishable),
             "transactions": outcome.transactions,
         },
     )

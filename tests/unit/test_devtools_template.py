@@ -145,12 +145,18 @@ def test_resources_of_type_finds_the_pixel_table_and_the_event_queues_in_the_rea
     template = load_template()
 
     assert list(resources_of_type(template, "AWS::DynamoDB::Table")) == ["PixelTable"]
-    assert set(resources_of_type(template, "AWS::SQS::Queue")) == {"EventsQueue", "EventsDeadLetterQueue"}
+    assert set(resources_of_type(template, "AWS::SQS::Queue")) == {
+        "EventsQueue",
+        "EventsDeadLetterQueue",
+        "PublishQueue",
+        "PublishDeadLetterQueue",
+    }
 
 
 def test_sqs_triggers_describe_the_aggregator_event_source_as_the_template_declares_it() -> None:
-    (trigger,) = sqs_triggers(load_template())
-    assert trigger.function_id == "CounterAggregatorFunction"
+    triggers = {trigger.function_id: trigger for trigger in sqs_triggers(load_template())}
+    assert set(triggers) == {"CounterAggregatorFunction", "CapiPublisherFunction"}
+    trigger = triggers["CounterAggregatorFunction"]
     assert trigger.code_uri == "functions/counter_aggregator/"
     assert trigger.handler == "app.handler"
     assert trigger.queue_id == "EventsQueue"

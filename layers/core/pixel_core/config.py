@@ -18,6 +18,10 @@ class Settings:
     # Set only locally (DynamoDB Local, moto server); in AWS the SDK's default endpoints apply.
     dynamodb_endpoint_url: str | None
     events_queue_url: str
+    publish_queue_url: str
+    # Meta's Graph API; tests and `make dev` point it at a local fake.
+    graph_api_base_url: str
+    graph_api_version: str
     # How long a container trusts what it read of an app credential or a pixel. A revoked secret,
     # a deleted pixel or a changed domain list takes effect within this many seconds everywhere.
     auth_cache_seconds: float
@@ -37,6 +41,9 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         table_name=environ.get("TABLE_NAME", "pixel-gateway"),
         dynamodb_endpoint_url=environ.get("DYNAMODB_ENDPOINT_URL") or None,
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
+        publish_queue_url=environ.get("PUBLISH_QUEUE_URL", ""),
+        graph_api_base_url=environ.get("GRAPH_API_BASE_URL", "https://graph.facebook.com").rstrip("/"),
+        graph_api_version=environ.get("GRAPH_API_VERSION", "v21.0"),
         auth_cache_seconds=float(environ.get("AUTH_CACHE_SECONDS", "60")),
         pixel_cache_seconds=float(environ.get("PIXEL_CACHE_SECONDS", "10")),
         token_key_id=environ.get("TOKEN_KMS_KEY_ID", ""),

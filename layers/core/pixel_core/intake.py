@@ -81,6 +81,8 @@ def drop_reason(pixel: PixelItem, tenant: TenantItem | None, domain: str) -> str
 def unpublishable_reason(pixel: PixelItem, tenant: TenantItem | None, event_name: str) -> str | None:
     if not pixel.publishing_enabled:
         return "publishing is turned off"
+    if not pixel.access_token_ciphertext:
+        return "the pixel has no Meta connection"
     event_filters = tenant.event_filters if tenant else None
     if verdict(pixel.event_filters, event_filters, event_name, match_subdomains=False) == "DROP":
         return f"event {event_name} is dropped by an event filter"

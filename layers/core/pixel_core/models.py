@@ -22,6 +22,7 @@ Counters, written only by the aggregator, live in the pixel's partition too:
 | visitor on a day      | DV#<yyyy-mm-dd>#<md5>           |
 | visitor               | VISITOR#<md5>                   |
 | event marker (TTL)    | EVENT#<event id>                |
+| published marker (TTL)| PUBLISHED#<event id>            |
 """
 
 from typing import Any
@@ -124,6 +125,7 @@ class PixelItem(TableItem, discriminator="pixel"):
     access_token_ciphertext = UnicodeAttribute(null=True)
     token_rejected = BooleanAttribute(default=False)
     api_error_code = NumberAttribute(null=True)
+    test_event_code = UnicodeAttribute(null=True)  # passed to Meta, for its Test Events tool
 
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:
@@ -165,6 +167,7 @@ class TotalsItem(TableItem, discriminator="totals"):
     last_received_at = NumberAttribute(null=True)  # Unix seconds
     events_published = NumberAttribute(default=0)
     last_published_at = NumberAttribute(null=True)
+    events_expired = NumberAttribute(default=0)  # too old for Meta: not sent
 
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:
@@ -217,6 +220,16 @@ class EventMarkerItem(TableItem, discriminator="event_marker"):
         return pixel_partition(pixel_id), f"EVENT#{event_id}"
 
 
+class PublishedMarkerItem(TableItem, discriminator="published_marker"):
+    """Written with the published counters once Meta accepted (or we expired) an event."""
+
+    expires_at = TTLAttribute()
+
+    @staticmethod
+    def key(pixel_id: int, event_id: str) -> tuple[str, str]:
+        return pixel_partition(pixel_id), f"PUBLISHED#{event_id}"
+
+
 class SequenceItem(TableItem, discriminator="sequence"):
     value = NumberAttribute(default=0)
 
@@ -240,6 +253,7 @@ ALL_MODELS: tuple[type[TableItem], ...] = (
     VisitorDayItem,
     VisitorItem,
     EventMarkerItem,
+    PublishedMarkerItem,
     SequenceItem,
 )
 
