@@ -14,6 +14,7 @@ from pathlib import Path
 
 from devtools.api_gateway import LocalHttpApi, routes_of
 from devtools.dynamodb_local import DynamoDBLocal
+from devtools.fake_meta import FakeMeta
 from devtools.functions import load_handler
 from devtools.moto_server import MotoServerProcess
 from devtools.provision import ProvisionedResources, provision
@@ -29,6 +30,9 @@ class DevSettings:
     port: int
     dynamodb_port: int
     moto_port: int
+    meta_port: int
+    # Set to use a real Graph API instead of the local fake (events then leave this machine).
+    graph_api_base_url: str | None
     tenant_id: str
     app_id: str
     app_secret: str
@@ -41,6 +45,8 @@ class DevSettings:
             port=int(env.get("PORT", "3000")),
             dynamodb_port=int(env.get("DYNAMODB_LOCAL_PORT", "8000")),
             moto_port=int(env.get("MOTO_PORT", "5100")),
+            meta_port=int(env.get("META_PORT", "5200")),
+            graph_api_base_url=env.get("GRAPH_API_BASE_URL") or None,
             tenant_id=env.get("DEV_TENANT_ID", "IaoreXfj"),
             app_id=env.get("DEV_APP_ID", "dev-app"),
             app_secret=env.get("DEV_APP_SECRET", "dev-secret-change-me"),
@@ -60,9 +66,11 @@ def use_fake_credentials() -> None:
     os.environ.pop("AWS_SESSION_TOKEN", None)
 
 
-def use_local_aws(dynamodb_url: str, moto_url: str, resources: ProvisionedResources) -> None:
+def use_local_aws(dynamodb_url: str, moto_url: str, resources: ProvisionedResources, graph_api: str) -> None:
     """Environment for the functions, set before they are imported (configuration is read once)."""
     os.environ.update(
+        PUBLISH_QUEUE_URL=resources.queue_urls["PublishQueue"],
+        GRAPH_API_BASE_URL=graph_api,
         TABLE_NAME=TABLE_NAME,
         DYNAMODB_ENDPOINT_URL=dynamodb_url,
         AWS_ENDPOINT_URL_SQS=moto_url,
@@ -81,7 +89,7 @@ def ensure_dev_credentials(dev: DevSettings) -> None:
     auth.create_app({dev.tenant_id}, name="Development app", app_id=dev.app_id, app_secret=dev.app_secret)
 
 
-def banner(dev: DevSettings, dynamodb_url: str, moto_url: str) -> str:
+def banner(dev: DevSettings, dynamodb_url: str, moto_url: str, graph_api: str) -> str:
     base = f"http://127.0.0.1:{dev.port}"
     auth = f'{{"appId": "{dev.app_id}", "appSecret": "{dev.app_secret}"}}'
     return f"""
@@ -90,6 +98,7 @@ Pixel Gateway is running (stage {os.environ["STAGE"]}).
   Health       {base}/health
   DynamoDB     {dynamodb_url} (Amazon's DynamoDB Local; data in {dev.data_dir})
   SQS / KMS    {moto_url} (moto)
+  Meta         {graph_api}{" (a local fake: what it received is at " + graph_api + "/__received)" if "127.0.0.1" in graph_api else ""}
 Development credentials (DEV_TENANT_ID, DEV_APP_ID, DEV_APP_SECRET):
   tenant {dev.tenant_id}   appId {dev.app_id}   appSecret {dev.app_secret}
 Try:
@@ -105,7 +114,9 @@ def serve(dev: DevSettings) -> None:
     with (
         DynamoDBLocal(port=dev.dynamodb_port, db_path=dev.data_dir) as dynamodb,
         MotoServerProcess(port=dev.moto_port) as moto,
+        FakeMeta(port=dev.meta_port) as fake_meta,
     ):
+        graph_api = dev.graph_api_base_url or fake_meta.base_url
         resources = provision(
             template,
             dynamodb_endpoint=dynamodb.endpoint_url,
@@ -113,11 +124,11 @@ def serve(dev: DevSettings) -> None:
             kms_endpoint=moto.endpoint_url,
             table_names={"PixelTable": TABLE_NAME},
         )
-        use_local_aws(dynamodb.endpoint_url, moto.endpoint_url, resources)
+        use_local_aws(dynamodb.endpoint_url, moto.endpoint_url, resources, graph_api)
         ensure_dev_credentials(dev)
         event_sources = start_event_sources(template, resources, moto.endpoint_url)
         api = LocalHttpApi(dev.port, routes_of(template))
-        print(banner(dev, dynamodb.endpoint_url, moto.endpoint_url), flush=True)
+        print(banner(dev, dynamodb.endpoint_url, moto.endpoint_url, graph_api), flush=True)
         try:
             # Until Ctrl-C (KeyboardInterrupt) or SIGTERM (SystemExit, see exit_on_sigterm).
             api.serve_forever()

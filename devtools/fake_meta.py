@@ -258,7 +258,7 @@ def _check_payload(body: dict[str, Any]) -> str | None:
             return f"data[{index}]: the parameter event_name is required."
         event_time = event.get("event_time")
         # bool is an int in Python, not in JSON.
-        if False:
+        if not isinstance(event_time, int) or isinstance(event_time, bool):
             return f"data[{index}]: the parameter event_time is required and must be a Unix timestamp in seconds."
         if not isinstance(event.get("action_source"), str) or not event["action_source"]:
             return f"data[{index}]: the parameter action_source is required."
@@ -269,6 +269,7 @@ class _Server(ThreadingHTTPServer):
     fake: FakeMeta
     daemon_threads = True  # a stuck handler never keeps the interpreter alive...
     block_on_close = True  # ...but server_close() still joins the handlers
+    request_queue_size = 128  # the default 5 drops bursts of parallel connects (1 s SYN retry)
 
 
 class _BadBody(Exception):

@@ -31,11 +31,16 @@ DEV_AUTH = {"appId": "e2e-app", "appSecret": "e2e-secret"}
 class DevStack:
     def __init__(self, data_dir: Path) -> None:
         self.port = free_port()
+        # The test suite's own settings (fake endpoints, table names) are not make dev's.
+        inherited = {
+            k: v for k, v in os.environ.items() if k not in {"GRAPH_API_BASE_URL", "TABLE_NAME", "STAGE"}
+        }
         self.env = {
-            **os.environ,
+            **inherited,
             "PORT": str(self.port),
             "DYNAMODB_LOCAL_PORT": str(free_port()),
             "MOTO_PORT": str(free_port()),
+            "META_PORT": str(free_port()),
             "DEV_DATA_DIR": str(data_dir),
             "DEV_APP_ID": DEV_AUTH["appId"],
             "DEV_APP_SECRET": DEV_AUTH["appSecret"],
@@ -304,3 +309,60 @@ def test_capig_sample_requests_sent_unchanged_to_the_dev_stack_answer_the_sample
     assert status["totalEventsReceived"] == 20.0
     assert time.time() - 120 < status["lastReceived"] <= time.time()
     assert deleted == {"data": {"tenantMutations": {"signalMutations": {"deleteDataSource": True}}}}
+
+
+@pytest.mark.dynamodb_local
+def test_fifty_tracked_events_reach_the_local_meta_once_each_within_15_seconds(tmp_path):
+    from tests.unit import test_capig as samples
+
+    stack = DevStack(tmp_path / "dynamodb")
+    stack.start()
+    received: dict[str, Any] = {}
+    try:
+        # Given a pixel set up with the reference's sample request
+        setup = stack.graphql(samples.SETUP, samples.SETUP_VARIABLES, path="/capig/graphql/", basic=True)
+        assert "errors" not in setup
+        # When 50 events are tracked, with an e-mail
+        ids = set()
+        for n in range(50):
+            event = {
+                "pixelId": samples.PIXEL,
+                "eventName": "Purchase",
+                "url": f"https://shop.test/{n}",
+                "email": "John_Smith@Gmail.com ",
+            }
+            ids.add(
+                stack.graphql(samples.TRACK, {"event": event}, basic=True)["data"]["track"]["data"][
+                    "event_id"
+                ]
+            )
+        sent_at = time.monotonic()
+        # Then within 15 seconds the local Meta has each of them exactly once, in Meta's format
+        meta_url = f"http://127.0.0.1:{stack.env['META_PORT']}/__received"
+        while time.monotonic() - sent_at < 15:
+            with urllib.request.urlopen(meta_url, timeout=5) as answer:
+                received = json.loads(answer.read())
+            if len(received["events"]) >= 50:
+                break
+            time.sleep(0.25)
+        time.sleep(1)  # anything sent twice would arrive now
+        with urllib.request.urlopen(meta_url, timeout=5) as answer:
+            received = json.loads(answer.read())
+        listed = stack.graphql(
+            samples.TENANT_QUERIES, {"tenantId": "IaoreXfj"}, path="/capig/graphql/", basic=True
+        )
+    finally:
+        stack.stop()
+    events = received["events"]
+    assert sorted(event["event_id"] for event in events) == sorted(ids)
+    assert all(event["user_data"]["em"] == [samples_em()] for event in events)
+    assert all(event["action_source"] == "website" and event["event_name"] == "Purchase" for event in events)
+    assert all(
+        request["token_present"] and request["pixel_id"] == samples.PIXEL for request in received["requests"]
+    )
+    status = listed["data"]["tenantQueries"]["account"]["signalConfigs"][0]["connectionStatus"]
+    assert status["totalEventsPublished"] == 50.0
+
+
+def samples_em() -> str:
+    return "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"  # Meta's example for john_smith@gmail.com

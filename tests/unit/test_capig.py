@@ -107,7 +107,7 @@ DOMAIN_FILTER = """mutation useComitDomainFilterChangeMutation($tenantId: ID!, $
 }"""
 TENANT_QUERIES = """query Account($tenantId: ID!) { tenantQueries(tenantId: $tenantId) {
   account { signalConfigs { id domains connectionId connectionStatus { id accessTokenAvailable active connected
-    eventBridgeActive publishingEnabled apiErrorCode pixelID lastReceived totalEventsReceived totalEventsPublished } } }
+    eventBridgeActive publishingEnabled apiErrorCode pixelID lastReceived totalEventsReceived totalEventsPublished lastPublished } } }
   eventFilters { id eventName pixelId filterState }
   domainFilters { id domain pixelId filterState } } }"""
 TRACK = "mutation T($event: TrackEventInput!) { track(event: $event) { code data message } }"

@@ -49,6 +49,7 @@ class Connection:
     external_id: str
     api_version: str | None
     name: str | None
+    test_event_code: str | None = None  # None: leave as it is; "": clear
 
     @classmethod
     def from_input(cls, data: dict[str, Any]) -> "Connection":
@@ -68,7 +69,16 @@ class Connection:
             external_id=_identifier(data.get("external_id"), "externalId"),
             api_version=api_version,
             name=clean_name(name),
+            test_event_code=_test_event_code(data.get("test_event_code")),
         )
+
+
+def _test_event_code(value: object) -> str | None:
+    if value is None or value == "":
+        return value  # None or "": both meaningful
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise BadRequest("Invalid input: testEventCode")
+    return value
 
 
 def _identifier(value: object, field: str) -> str:
@@ -98,6 +108,8 @@ def setup_pixel(tenant_id: str, connection: Connection) -> PixelItem:
     pixel.api_error_code = None
     if connection.name is not None:
         pixel.name = connection.name
+    if connection.test_event_code is not None:
+        pixel.test_event_code = connection.test_event_code or None
     # Create only if still absent, update only if still ours: concurrent set-ups cannot cross tenants.
     condition = PixelItem.pk.does_not_exist() if existing is None else PixelItem.tenant_id == tenant_id
     try:
