@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pixel_core.events import PixelEvent
-from pixel_core.observability import logger
+from pixel_core.observability import count, logger, metrics
 from pixel_core.publishing import publish
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -23,8 +23,11 @@ class NotPublished(Exception):
     """Raised for a record whose event must come back later."""
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    # SQS batches have no request id of their own: the invocation's id ties the batch's lines together.
+    logger.set_correlation_id(context.aws_request_id)
     parsed: dict[str, PixelEvent] = {}
     for record in event["Records"]:
         try:
@@ -41,6 +44,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
 
     with processor(records=event["Records"], handler=verdict):
         processor.process()
+    count("EventsPublished", outcome.published)
+    count("EventsExpired", outcome.expired)
+    count("PublishFailures", len(outcome.failed))
+    count("MetaRequests", outcome.requests)
     logger.info(
         "Batch published",
         extra={

@@ -16,14 +16,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixel_core.config import settings
 from pixel_core.counters import count_events
 from pixel_core.events import PixelEvent
-from pixel_core.observability import logger
+from pixel_core.observability import count, logger, metrics
 from pixel_core.queues import enqueue_all
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    # SQS batches have no request id of their own: the invocation's id ties the batch's lines together.
+    logger.set_correlation_id(context.aws_request_id)
     parsed: list[PixelEvent] = []
 
     def parse(record: SQSRecord) -> None:
@@ -38,6 +41,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
         if publishable:
             enqueue_all(publishable, settings.publish_queue_url)
         outcome = count_events(parsed)
+    count("EventsCounted", outcome.counted)
+    count("DuplicatesSkipped", outcome.duplicates)
+    count("EventsOrphaned", outcome.orphaned)
+    count("UnreadableMessages", len(processor.fail_messages))
+    count("EventsForwarded", len(publishable))
     logger.info(
         "Batch counted",
         extra={

@@ -1,5 +1,6 @@
 """Lambda entry point of the GraphQL API: wires observability and hands the event to Mangum."""
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -7,11 +8,23 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from graphql_api.server import asgi_app
-from pixel_core.observability import logger
+from pixel_core.observability import logger, metrics
 
 mangum = Mangum(asgi_app, lifespan="off")
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return mangum(event, context)  # type: ignore[arg-type]  # Powertools' and Mangum's context types differ only on paper
+    started = time.perf_counter()
+    response: dict[str, Any] = mangum(event, context)  # type: ignore[arg-type]  # the context types differ only on paper
+    # One access line per request: path, status and duration; never the body (it may carry secrets).
+    logger.info(
+        "Request handled",
+        extra={
+            "path": event.get("rawPath"),
+            "status": response.get("statusCode"),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
+    return response

@@ -129,3 +129,36 @@ def test_unexpected_error_is_a_500_envelope_logged_once_as_json_with_the_correla
     assert "database on fire" in errors[0]["exception"]
     assert app.app_secret not in json.dumps(records)
     assert "database on fire" not in response["body"]
+
+
+def test_a_pageview_through_the_handler_emits_emf_metrics_and_a_json_log_with_the_correlation_id(
+    handler, lambda_context, app, table, json_logs, capsys
+):
+    # Given pixel 123, created through the handler
+    handler(load_event("graphql_create_pixel_basic_auth", app), lambda_context)
+    capsys.readouterr()
+    earlier_records = len(json_logs())
+    event = load_event("graphql_list_domains", app)
+    query = "mutation PV($event: PageviewEventInput!) { pageview(event: $event) { code message } }"
+    event["body"] = json.dumps(
+        {"query": query, "variables": {"event": {"pixelId": 123, "domain": "example.com"}}}
+    )
+    event["headers"]["authorization"] = app.basic_header
+    # When a pageview arrives
+    response = handler(event, lambda_context)
+    # Then it is accepted, the invocation flushed an EMF document counting it
+    assert body_of(response)["data"]["pageview"] == {"code": 200, "message": "Success"}
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')
+    ]
+    accepted = [d for d in documents if "EventsAccepted" in d]
+    assert len(accepted) == 1
+    (directive,) = accepted[0]["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "PixelGateway"
+    assert {"Name": "EventsAccepted", "Unit": "Count"} in directive["Metrics"]
+    assert accepted[0]["EventsAccepted"] == [1.0] or accepted[0]["EventsAccepted"] == 1.0
+    # And every JSON log line of the invocation carries the API Gateway request id
+    records = json_logs()[earlier_records:]
+    assert [record["message"] for record in records] == ["Request handled"]
+    assert records[0]["correlation_id"] == event["requestContext"]["requestId"]
+    assert records[0]["status"] == 200

@@ -251,5 +251,8 @@ def test_no_token_email_or_hashed_email_reaches_the_logs(
     captured = capsys.readouterr()
     logged = caplog.text + captured.out + captured.err + json.dumps(json_logs())
     assert "Meta refused events" in logged  # the failure was logged...
+    published = [record for record in json_logs() if record["message"] == "Batch published"]
+    assert published
+    assert all(record["correlation_id"] for record in published)
     for secret in (TOKEN, EMAIL, EMAIL_SHA256, "john_smith"):
         assert secret not in logged  # ...without any of these

@@ -100,3 +100,19 @@ def test_unreadable_records_are_reported_as_batch_item_failures_and_the_rest_is_
     )
     totals = TotalsItem.get(*TotalsItem.key(123))
     assert (totals.events_received, totals.events_dropped) == (2, 1)
+
+
+def test_aggregator_logs_json_with_a_correlation_id_and_emits_emf(table, lambda_context, json_logs, capsys):
+    PixelItem.new(123, "IaoreXfj", created_at=utc_now()).save()
+    sample = json.loads((REPO_ROOT / "events" / "sqs_pixel_events.json").read_text())
+    handler = load_handler(
+        "functions/counter_aggregator", "app.handler", module_alias="counter_aggregator_app"
+    )
+    handler(sample, lambda_context)
+    (record,) = [r for r in json_logs() if r["message"] == "Batch counted"]
+    assert record["correlation_id"] == lambda_context.aws_request_id
+    assert (record["counted"], record["records"]) == (3, 3)
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')
+    ]
+    assert any(document.get("EventsCounted") in (3.0, [3.0]) for document in documents)

@@ -25,6 +25,7 @@ from pixel_core.events import MAX_URL_LENGTH, PAGE_VIEW, PixelEvent
 from pixel_core.filters import event_name_of, verdict
 from pixel_core.identity import identity_of
 from pixel_core.models import PixelItem, TenantItem, VisitorItem, find
+from pixel_core.observability import count
 from pixel_core.pixel_domains import cleaned
 from pixel_core.pixels import recent_pixel_for, recent_tenant
 from pixel_core.queues import enqueue
@@ -116,6 +117,7 @@ def accept_event(principal: Principal, request: TrackRequest, client: Client) ->
     )
     if event.dropped:
         enqueue(event)  # counted as dropped by the aggregator
+        count("EventsDropped")
         return IntakeResult(event, f"Event dropped: {event.dropped}")
     message = ANONYMOUS
     if identity is not None and event_name == PAGE_VIEW:
@@ -123,6 +125,7 @@ def accept_event(principal: Principal, request: TrackRequest, client: Client) ->
         seen = find(VisitorItem, VisitorItem.key(request.pixel_id, identity.md5)) is not None
         message = USER_FOUND if seen else USER_NOT_FOUND
     enqueue(event)
+    count("EventsAccepted")
     return IntakeResult(event, message)
 
 

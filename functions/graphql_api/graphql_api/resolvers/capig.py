@@ -13,7 +13,7 @@ from pixel_core import filters, signal_configs
 from pixel_core.auth import Principal
 from pixel_core.errors import GatewayError
 from pixel_core.models import PixelItem, TableItem, TenantItem, find, tenant_partition
-from pixel_core.observability import logger
+from pixel_core.observability import count, logger
 
 mutation = MutationType()
 query = QueryType()
@@ -44,6 +44,7 @@ def capig_errors[**P, R](resolver: Callable[P, R]) -> Callable[P, R]:
             raise
         except Exception:
             logger.exception("Unexpected error", extra={"operation": resolver.__name__})
+            count("CapigErrors")
             raise GraphQLError("Internal server error", extensions={"code": 500}) from None
 
     return resolve

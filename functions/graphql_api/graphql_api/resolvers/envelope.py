@@ -13,7 +13,7 @@ from graphql import GraphQLResolveInfo
 
 from pixel_core.auth import Principal, authenticate, basic_credentials
 from pixel_core.errors import GatewayError, Unauthorized
-from pixel_core.observability import logger
+from pixel_core.observability import count, logger
 
 type Envelope = dict[str, Any]
 
@@ -46,9 +46,12 @@ def envelope_resolver(operation: Operation) -> Callable[..., Envelope]:
         try:
             answer = operation(principal_of(info, auth), event, info.context)
         except GatewayError as error:
+            if error.code >= 500:
+                count(f"{info.field_name}Errors")
             return {"code": error.code, "data": {}, "message": error.message}
         except Exception:
             logger.exception("Unexpected error", extra={"operation": info.field_name})
+            count(f"{info.field_name}Errors")
             return {"code": 500, "data": {}, "message": "Internal server error"}
         return {"code": 200, "data": answer.data, "message": answer.message}
 
