@@ -107,8 +107,10 @@ def parameter_value(template: dict[str, Any], name: str, environ: Mapping[str, s
 def _resolved(value: Any, template: dict[str, Any], environ: Mapping[str, str]) -> Any:
     if isinstance(value, dict) and set(value) == {"Ref"}:
         return parameter_value(template, value["Ref"], environ)
-    if isinstance(value, dict):
+    if isinstance(value, dict) and any(key.startswith("Fn::") for key in value):
         raise ValueError(f"only !Ref <Parameter> is supported in a local CorsConfiguration: {value}")
+    if isinstance(value, dict):
+        return {key: _resolved(item, template, environ) for key, item in value.items()}
     if isinstance(value, list):
         return [_resolved(item, template, environ) for item in value]
     return value

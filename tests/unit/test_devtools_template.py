@@ -340,11 +340,13 @@ def test_provision_with_mock_aws_creates_table_and_queues_and_is_idempotent(
         "pixel-gateway-local-EventsDeadLetterQueue",
         "pixel-gateway-local-EventsQueue",
         "pixel-gateway-local-OrderedQueue.fifo",
+        "pixel-gateway-local-PublishDeadLetterQueue",
+        "pixel-gateway-local-PublishQueue",
     ]
     assert (
         set(first.queue_urls)
         == set(first.queue_arns)
-        == {"EventsQueue", "EventsDeadLetterQueue", "OrderedQueue"}
+        == {"EventsQueue", "EventsDeadLetterQueue", "OrderedQueue", "PublishQueue", "PublishDeadLetterQueue"}
     )
     attributes = sqs.get_queue_attributes(QueueUrl=first.queue_urls["EventsQueue"], AttributeNames=["All"])[
         "Attributes"

@@ -57,7 +57,20 @@ def _actions(function):
 
 def test_functions_get_least_privilege(resources):
     aggregator_actions = _actions(resources["CounterAggregatorFunction"])
-    assert aggregator_actions == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
+    assert aggregator_actions == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+    }
+    publisher_actions = _actions(resources["CapiPublisherFunction"])
+    assert publisher_actions == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "kms:Decrypt",
+    }
     api_actions = _actions(resources["GraphQLFunction"])
     assert not any(action.endswith(("Scan", "*")) or "DeleteTable" in action for action in api_actions)
     assert {action for action in api_actions if action.startswith("sqs:")} == {"sqs:GetQueueAttributes"}
@@ -116,3 +129,18 @@ def test_aggregator_logs_json_with_a_correlation_id_and_emits_emf(table, lambda_
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')
     ]
     assert any(document.get("EventsCounted") in (3.0, [3.0]) for document in documents)
+
+
+def test_publish_queue_and_publisher_mirror_the_events_pipeline_guarantees(resources):
+    queue = resources["PublishQueue"]["Properties"]
+    publisher = resources["CapiPublisherFunction"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["PublishDeadLetterQueue", "Arn"]}
+    assert queue["VisibilityTimeout"] >= 6 * publisher["Timeout"]
+    (event,) = publisher["Events"].values()
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["PublishQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["Properties"]["BatchSize"] >= 1000  # one Meta request can carry 1,000 events
+    assert publisher["Environment"]["Variables"]["GRAPH_API_BASE_URL"] == {"Ref": "GraphApiBaseUrl"}
+    aggregator_env = resources["CounterAggregatorFunction"]["Properties"]["Environment"]["Variables"]
+    assert aggregator_env["PUBLISH_QUEUE_URL"] == {"Ref": "PublishQueue"}

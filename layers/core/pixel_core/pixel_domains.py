@@ -52,7 +52,10 @@ def add_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -> D
             )
             tx.save(item, condition=DomainItem.pk.does_not_exist())
     except TransactWriteError as error:
-        raise _explained(error, pixel_id, domain, missing_domain=False) from None
+        explained = _explained(error, pixel_id, domain, missing_domain=False)
+        if explained is error:
+            raise  # not a failed condition (throttling, ...): keep the whole cause for the log
+        raise explained from None
     forget_recent_pixels()
     return item
 
@@ -69,7 +72,10 @@ def remove_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -
             )
             tx.delete(DomainItem(*DomainItem.key(pixel_id, domain)), condition=DomainItem.pk.exists())
     except TransactWriteError as error:
-        raise _explained(error, pixel_id, domain, missing_domain=True) from None
+        explained = _explained(error, pixel_id, domain, missing_domain=True)
+        if explained is error:
+            raise
+        raise explained from None
     forget_recent_pixels()
     return domain
 
