@@ -144,3 +144,71 @@ def test_publish_queue_and_publisher_mirror_the_events_pipeline_guarantees(resou
     assert publisher["Environment"]["Variables"]["GRAPH_API_BASE_URL"] == {"Ref": "GraphApiBaseUrl"}
     aggregator_env = resources["CounterAggregatorFunction"]["Properties"]["Environment"]["Variables"]
     assert aggregator_env["PUBLISH_QUEUE_URL"] == {"Ref": "PublishQueue"}
+
+
+FUNCTIONS = ("GraphQLFunction", "CounterAggregatorFunction", "CapiPublisherFunction")
+
+
+def _alarms(resources):
+    return {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_every_function_has_a_log_group_with_retention(resources):
+    for function in FUNCTIONS:
+        group = resources[f"{function}LogGroup"]
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        assert group["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_alarms_watch_errors_throttles_api_5xx_dead_letter_queues_and_queue_age(resources):
+    watched = {
+        (alarm["Namespace"], alarm["MetricName"], json.dumps(alarm["Dimensions"], sort_keys=True))
+        for alarm in _alarms(resources).values()
+    }
+    for function in FUNCTIONS:
+        dimensions = json.dumps([{"Name": "FunctionName", "Value": {"Ref": function}}], sort_keys=True)
+        assert ("AWS/Lambda", "Errors", dimensions) in watched
+        assert ("AWS/Lambda", "Throttles", dimensions) in watched
+    assert any(namespace == "AWS/ApiGateway" and metric == "5xx" for namespace, metric, _ in watched)
+    for queue in ("EventsDeadLetterQueue", "PublishDeadLetterQueue"):
+        dimensions = json.dumps(
+            [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}], sort_keys=True
+        )
+        assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", dimensions) in watched
+    for queue in ("EventsQueue", "PublishQueue"):
+        dimensions = json.dumps(
+            [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}], sort_keys=True
+        )
+        assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", dimensions) in watched
+
+
+def test_alarms_notify_the_topic_given_as_a_parameter(template, resources):
+    assert template["Parameters"]["AlarmTopicArn"]["Type"] == "String"
+    for alarm in _alarms(resources).values():
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
+def test_the_dashboard_shows_requests_errors_latency_queues_and_events(resources):
+    body = json.loads(resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
+    titles = [widget["properties"]["title"] for widget in body["widgets"]]
+    assert titles == [
+        "API requests and errors",
+        "API latency (p50, p99)",
+        "Function errors and throttles",
+        "Queue depth",
+        "Age of the oldest message (s)",
+        "Events",
+        "Function duration (p99, ms)",
+    ]
+    events = next(widget for widget in body["widgets"] if widget["properties"]["title"] == "Events")
+    metric_names = {line[1] for line in events["properties"]["metrics"]}
+    assert {
+        "EventsAccepted",
+        "EventsDropped",
+        "EventsCounted",
+        "EventsPublished",
+        "PublishFailures",
+    } <= metric_names
