@@ -19,9 +19,22 @@ for _name, _value in {
 }.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("DYNAMODB_ENDPOINT_URL", None)
+
+# What the template gives the GraphQL function, for the figures that run its handler (moto in process)
+# or import it in a fresh interpreter (cold_start). Read once by pixel_core.config: set before it is
+# imported, and only where unset (the test suite sets its own).
+LAMBDA_ENVIRONMENT: dict[str, str] = {
+    "STAGE": "prod",
+    "TABLE_NAME": "pixel-gateway-bench",
+    "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-bench-EventsQueue",
+    "TOKEN_KMS_KEY_ID": "alias/pixel-gateway-bench/access-tokens",
+}
+for _name, _value in LAMBDA_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
 
 # Module names under bench/, in the order the runner prints them.
-FIGURES: tuple[str, ...] = ("pipeline",)
+FIGURES: tuple[str, ...] = ("pipeline", "cold_start", "warm", "aws_requests")
 
 
 @dataclass(frozen=True)

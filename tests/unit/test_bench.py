@@ -94,3 +94,97 @@ def test_write_capacity_follows_the_documented_rules():
         ("pixel checks", 2),
     ]
     assert write_units(Call("Query", {}, None, None, 0)) == []
+
+
+# --- the cold start, warm request and AWS requests figures: sane, never timed ----------------------
+
+
+@pytest.fixture(scope="module")
+def aws_requests():
+    from bench.aws_requests import measure as measure_aws_requests
+
+    return measure_aws_requests()
+
+
+def test_a_warm_pageview_makes_one_sqs_request_and_at_most_one_dynamodb_read(aws_requests):
+    from bench.aws_requests import PAGEVIEW_ANONYMOUS, PAGEVIEW_IDENTIFIED
+
+    for label in (PAGEVIEW_ANONYMOUS, PAGEVIEW_IDENTIFIED):
+        warm = aws_requests.row(label).warm
+        assert warm.sqs == 1
+        assert warm.dynamodb_reads <= 1
+        assert warm.dynamodb_writes == warm.kms == 0
+    assert aws_requests.row(PAGEVIEW_IDENTIFIED).warm.calls == (
+        ("dynamodb", "GetItem"),
+        ("sqs", "SendMessage"),
+    )
+    assert aws_requests.targets_met()
+
+
+def test_every_operation_is_counted_warm_and_cold_and_cold_costs_no_less(aws_requests):
+    from bench.aws_requests import OPERATIONS
+
+    assert [row.operation for row in aws_requests.rows] == list(OPERATIONS)
+    for row in aws_requests.rows:
+        assert row.warm.total > 0
+        assert row.warm.total <= row.cold.total
+        assert row.warm.uncategorised == row.cold.uncategorised == 0
+        # The caches hold reads only: writes and sends are the same either way.
+        assert (row.warm.dynamodb_writes, row.warm.sqs) == (row.cold.dynamodb_writes, row.cold.sqs)
+
+
+def test_the_aws_requests_figure_reports_every_operation(aws_requests):
+    from bench.aws_requests import OPERATIONS, figure
+
+    text = figure(aws_requests).render()
+    assert "target: a warm pageview makes one SQS request and at most one DynamoDB read; met" in text
+    for operation in OPERATIONS:
+        assert operation.label in text
+
+
+def test_the_warm_figure_times_both_paths():
+    from bench.warm import figure, measure
+
+    result = measure(iterations=5, warm_up=1)
+    for timings in (result.handler, result.direct):
+        assert len(timings.total) == 5
+        assert all(total > 0 for total in timings.total)
+        assert all(0 < aws < total for aws, total in zip(timings.in_aws, timings.total, strict=True))
+    assert result.aws_calls_per_request > 0
+    assert result.ratio > 0
+    assert "handler/graphql-core" in figure(result).render()
+
+
+def test_the_cold_start_figure_imports_both_in_fresh_interpreters():
+    from bench.cold_start import figure, measure
+
+    result = measure(runs=1, untimed_first=False)
+    for runs in (result.handler, result.boto3):
+        assert len(runs) == 1
+        assert 0 < runs[0].import_seconds < runs[0].process_seconds
+    assert result.ratio > 0
+    top = result.top_modules()
+    assert top[0].module == "app"
+    assert top[0].imported_by is None
+    assert all(entry.cumulative_us > 0 for entry in top)
+    assert "top 10 modules of the handler" in figure(result).render()
+
+
+def test_import_times_are_parsed_with_who_imported_what():
+    from bench.cold_start import ImportTime, parse_import_times
+
+    stderr = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:        10 |         10 |     c",
+            "import time:        20 |         30 |   b",
+            "import time:        40 |         40 |   d",
+            "import time:         5 |         75 | a",
+        ]
+    )
+    assert parse_import_times(stderr) == [
+        ImportTime("c", "b", 10, 10),
+        ImportTime("b", "a", 20, 30),
+        ImportTime("d", "a", 40, 40),
+        ImportTime("a", None, 5, 75),
+    ]

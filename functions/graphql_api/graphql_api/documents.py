@@ -2,6 +2,11 @@
 
 graphql-core's validation costs about a millisecond per request and dominates warm latency; a
 site sends the same few documents over and over. Bounded, so hostile variety cannot grow it.
+
+Only rules that depend on the document alone are cached. Request-scoped rules (a class attribute
+`request_scoped = True`, like the cost rule, which reads the variables) run on every request, only
+once the cached rules have passed, and are never part of a cache key: a new rule class per request
+would otherwise add an entry per request.
 """
 
 import threading
@@ -10,9 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import LRUCache
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, TypeInfo, parse, validate
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    TypeInfo,
+    ValidationContext,
+    parse,
+    validate,
+    visit,
+)
 
 MAX_CACHED_DOCUMENTS = 512
+DEFAULT_MAX_TOKENS = 2000
 
 type Rules = tuple[type[ASTValidationRule], ...]
 
@@ -44,9 +60,18 @@ class _Documents(LRUCache[str, _Entry]):
 class DocumentCache:
     """Ariadne's `query_parser` and `query_validator`, with memory."""
 
-    def __init__(self, size: int = MAX_CACHED_DOCUMENTS) -> None:
+    def __init__(
+        self,
+        size: int = MAX_CACHED_DOCUMENTS,
+        *,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        hide_suggestions: bool = False,
+    ) -> None:
         self._documents = _Documents(size)
         self._lock = threading.Lock()
+        self.max_tokens = max_tokens
+        # Production leaves "Did you mean ...?" out of validation errors: they map out the schema.
+        self.hide_suggestions = hide_suggestions
 
     def parse(self, _context: Any, data: dict[str, Any]) -> DocumentNode:
         query = data["query"]
@@ -54,7 +79,8 @@ class DocumentCache:
             entry = self._documents.get(query)
         if entry is not None:
             return entry.document
-        document = parse(query)  # a syntax error raises and is not remembered
+        # The lexer stops at max_tokens, so a huge document costs little; errors are not remembered.
+        document = parse(query)
         with self._lock:
             self._documents.remember(query, document)
         return document
@@ -67,13 +93,48 @@ class DocumentCache:
         max_errors: int | None = None,
         type_info: TypeInfo | None = None,
     ) -> list[GraphQLError]:
-        key = tuple(rules or ())
+        static = tuple(rule for rule in rules or () if not is_request_scoped(rule))
+        per_request = tuple(rule for rule in rules or () if is_request_scoped(rule))
+        errors = self._validate_cached(schema, document_ast, static if rules else None, max_errors)
+        if errors or not per_request:
+            return errors
+        return self._validate_per_request(schema, document_ast, per_request)
+
+    def _validate_per_request(
+        self, schema: GraphQLSchema, document_ast: DocumentNode, rules: Rules
+    ) -> list[GraphQLError]:
+        # A plain visit, without graphql-core's typed walk of every node (which costs twice what
+        # the cost rule does): request-scoped rules read the schema through their context and SKIP
+        # what they do not need.
+        errors: list[GraphQLError] = []
+        context = ValidationContext(
+            schema, document_ast, TypeInfo(schema), errors.append, self.hide_suggestions
+        )
+        for rule in rules:
+            visit(document_ast, rule(context))
+        return errors
+
+    def _validate_cached(
+        self,
+        schema: GraphQLSchema,
+        document_ast: DocumentNode,
+        rules: Rules | None,
+        max_errors: int | None,
+    ) -> list[GraphQLError]:
+        key = rules or ()
         with self._lock:
             entry = self._documents.by_document.get(id(document_ast))
             if entry is not None and entry.document is document_ast and key in entry.errors:
                 return entry.errors[key]
-        errors = validate(schema, document_ast, rules=rules, max_errors=max_errors)
+        errors = validate(
+            schema, document_ast, rules=rules, max_errors=max_errors, hide_suggestions=self.hide_suggestions
+        )
         if entry is not None:
             with self._lock:
                 entry.errors[key] = errors
         return errors
+
+
+def is_request_scoped(rule: type[ASTValidationRule]) -> bool:
+    """A rule whose verdict depends on more than the document (e.g. on the variables)."""
+    return getattr(rule, "request_scoped", False) is True

@@ -1,24 +1,36 @@
 """The ASGI app: GraphQL at /graphql and /capig/graphql/, a readiness check at /health.
 
-Built once per container. Mangum serves it in Lambda; `make dev` serves the same app with uvicorn.
+Built once per container from the settings read at cold start (`graphql_app`, `asgi_app`); tests
+build others from other settings with `create_graphql_app` and `create_asgi_app`. Mangum serves it
+in Lambda; `make dev` serves the same app with uvicorn.
 """
 
 import json
+import re
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ariadne import convert_camel_case_to_snake, load_schema_from_path, make_executable_schema
 from ariadne.asgi import GraphQL
 from ariadne.explorer import ExplorerGraphiQL, ExplorerHttp405
-from graphql import GraphQLSchema
+from graphql import GraphQLError, GraphQLSchema
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from graphql_api import limits
 from graphql_api.documents import DocumentCache
 from graphql_api.resolvers import bindables
 from graphql_api.resolvers.errors import format_error
-from pixel_core.config import settings
+from pixel_core.config import Settings, settings
 from pixel_core.health import readiness
+
+
+class AsgiHandler(Protocol):
+    """An ASGI app as Mangum types it: a coroutine function (named parameters included)."""
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]: ...
+
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 GRAPHQL_PATHS = frozenset({"/graphql", "/graphql/", "/capig/graphql", "/capig/graphql/"})
@@ -41,18 +53,38 @@ def request_context(request: Request, _data: Any) -> dict[str, Any]:
     }
 
 
-documents = DocumentCache()
+# graphql-core's suggestions: " Did you mean 'a', 'b', or 'c'?" (names never contain "?"), at the
+# end of a message or before what follows it ("... Did you mean 'pixelIds'? Found: {...}").
+SUGGESTION = re.compile(r" Did you mean [^?]*\?")
 
-graphql_app = GraphQL(
-    schema,
-    context_value=request_context,
-    query_parser=documents.parse,
-    query_validator=documents.validate,
-    debug=False,
-    error_formatter=format_error,
-    introspection=not settings.is_production,
-    explorer=ExplorerHttp405() if settings.is_production else ExplorerGraphiQL(),
-)
+
+def without_suggestions(error: GraphQLError, debug: bool = False) -> dict[str, Any]:
+    """The project's formatter, minus suggestions.
+
+    Validation hides them itself (`hide_suggestions`); this catches the ones execution adds when
+    it coerces variables (an enum value, an input field), which Ariadne gives no option for.
+    """
+    formatted = format_error(error, debug)
+    formatted["message"] = SUGGESTION.sub("", formatted["message"])
+    return formatted
+
+
+def create_graphql_app(settings: Settings) -> GraphQL:
+    """The GraphQL app for `settings`: production turns off introspection, the explorer and suggestions."""
+    production = settings.is_production
+    documents = DocumentCache(max_tokens=settings.max_query_tokens, hide_suggestions=production)
+    static_rules = (limits.depth_limit(settings.max_query_depth), limits.alias_limit(settings.max_aliases))
+    return GraphQL(
+        schema,
+        context_value=request_context,
+        query_parser=documents.parse,
+        query_validator=documents.validate,
+        validation_rules=limits.validation_rules(static_rules, settings.max_query_cost),
+        debug=False,
+        error_formatter=without_suggestions if production else format_error,
+        introspection=not production,
+        explorer=ExplorerHttp405() if production else ExplorerGraphiQL(),
+    )
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -62,16 +94,34 @@ async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
-    # Three routes do not justify a web framework's import cost on every cold start.
-    path = scope.get("path", "")
-    if scope["type"] == "http" and path in GRAPHQL_PATHS:
-        await graphql_app(scope, receive, send)
-    elif scope["type"] == "http" and path == "/health":
-        checks = readiness()
-        healthy = all(state == "ok" for state in checks.values())
-        await send_json(
-            send, 200 if healthy else 503, {"status": "ok" if healthy else "unavailable", "checks": checks}
-        )
-    elif scope["type"] == "http":
-        await send_json(send, 404, {"message": "Not Found"})
+def create_asgi_app(settings: Settings, graphql_app: ASGIApp | None = None) -> AsgiHandler:
+    """The routes, around `graphql_app` (built from `settings` when not given)."""
+    graphql = graphql_app or create_graphql_app(settings)
+    max_body_bytes = settings.max_body_bytes
+
+    async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
+        # Three routes do not justify a web framework's import cost on every cold start.
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path in GRAPHQL_PATHS:
+            # Read (within the limit) before anything parses it: an oversized body costs nothing more.
+            body = await limits.read_body(scope, receive, max_body_bytes)
+            if body is None:
+                await send_json(send, 413, limits.too_large(max_body_bytes))
+                return
+            await graphql(scope, limits.replay(body, receive), send)
+        elif scope["type"] == "http" and path == "/health":
+            checks = readiness()
+            healthy = all(state == "ok" for state in checks.values())
+            await send_json(
+                send,
+                200 if healthy else 503,
+                {"status": "ok" if healthy else "unavailable", "checks": checks},
+            )
+        elif scope["type"] == "http":
+            await send_json(send, 404, {"message": "Not Found"})
+
+    return asgi_app
+
+
+graphql_app = create_graphql_app(settings)
+asgi_app = create_asgi_app(settings, graphql_app)

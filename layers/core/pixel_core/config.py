@@ -28,6 +28,15 @@ class Settings:
     pixel_cache_seconds: float
     # KMS key (id, ARN or alias) that encrypts the access tokens of Meta pixel connections.
     token_key_id: str
+    # Limits on one GraphQL request, all checked before any resolver runs (graphql_api/limits.py).
+    # The defaults leave every documented request far below them (the deepest field is 5 levels,
+    # the largest sample costs 38, a 100-pixel filter update 307) while bounding the work and the
+    # DynamoDB calls one request can cause.
+    max_query_depth: int = 10
+    max_query_cost: int = 500
+    max_aliases: int = 20
+    max_query_tokens: int = 2000
+    max_body_bytes: int = 64 * 1024
 
     @property
     def is_production(self) -> bool:
@@ -47,6 +56,11 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         auth_cache_seconds=float(environ.get("AUTH_CACHE_SECONDS", "60")),
         pixel_cache_seconds=float(environ.get("PIXEL_CACHE_SECONDS", "10")),
         token_key_id=environ.get("TOKEN_KMS_KEY_ID", ""),
+        max_query_depth=int(environ.get("MAX_QUERY_DEPTH", "10")),
+        max_query_cost=int(environ.get("MAX_QUERY_COST", "500")),
+        max_aliases=int(environ.get("MAX_ALIASES", "20")),
+        max_query_tokens=int(environ.get("MAX_QUERY_TOKENS", "2000")),
+        max_body_bytes=int(environ.get("MAX_BODY_BYTES", str(64 * 1024))),
     )
 
 
