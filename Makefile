@@ -25,7 +25,7 @@ lint: ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: ## benchmark figures: counter aggregator vs naive baseline (DynamoDB requests, WCU, CPU)
+bench: ## print the speed figures: aggregator vs naive writes, cold start, warm overhead, AWS requests per operation
 	@scripts/bootstrap dev
 	$(PYTHON) -m bench
 

@@ -23,6 +23,7 @@ from graphql import (
     TypeInfo,
     ValidationContext,
     parse,
+    specified_rules,
     validate,
     visit,
 )
@@ -80,7 +81,7 @@ class DocumentCache:
         if entry is not None:
             return entry.document
         # The lexer stops at max_tokens, so a huge document costs little; errors are not remembered.
-        document = parse(query)
+        document = parse(query, max_tokens=self.max_tokens)
         with self._lock:
             self._documents.remember(query, document)
         return document
@@ -93,9 +94,10 @@ class DocumentCache:
         max_errors: int | None = None,
         type_info: TypeInfo | None = None,
     ) -> list[GraphQLError]:
-        static = tuple(rule for rule in rules or () if not is_request_scoped(rule))
-        per_request = tuple(rule for rule in rules or () if is_request_scoped(rule))
-        errors = self._validate_cached(schema, document_ast, static if rules else None, max_errors)
+        every_rule = tuple(specified_rules if rules is None else rules)
+        static = tuple(rule for rule in every_rule if not is_request_scoped(rule))
+        per_request = tuple(rule for rule in every_rule if is_request_scoped(rule))
+        errors = self._validate_cached(schema, document_ast, static, max_errors)
         if errors or not per_request:
             return errors
         return self._validate_per_request(schema, document_ast, per_request)
@@ -118,20 +120,19 @@ class DocumentCache:
         self,
         schema: GraphQLSchema,
         document_ast: DocumentNode,
-        rules: Rules | None,
+        rules: Rules,
         max_errors: int | None,
     ) -> list[GraphQLError]:
-        key = rules or ()
         with self._lock:
             entry = self._documents.by_document.get(id(document_ast))
-            if entry is not None and entry.document is document_ast and key in entry.errors:
-                return entry.errors[key]
+            if entry is not None and entry.document is document_ast and rules in entry.errors:
+                return entry.errors[rules]
         errors = validate(
             schema, document_ast, rules=rules, max_errors=max_errors, hide_suggestions=self.hide_suggestions
         )
         if entry is not None:
             with self._lock:
-                entry.errors[key] = errors
+                entry.errors[rules] = errors
         return errors
 
 
