@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/graphql_api:$(CURDIR)
 
-.PHONY: help dev test lint unit build deploy clean bench
+.PHONY: help dev test lint unit build deploy clean bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,10 @@ lint: ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+fuzz: ## fuzz the local stack in production mode: 1000 generated and hostile requests (FUZZ_REQUESTS)
+	@scripts/bootstrap dev
+	FUZZ_REQUESTS=$${FUZZ_REQUESTS:-1000} $(VENV)/bin/pytest tests/fuzz -v
 
 bench: ## print the speed figures: aggregator vs naive writes, cold start, warm overhead, AWS requests per operation
 	@scripts/bootstrap dev

@@ -196,13 +196,22 @@ def routes_of(template: dict[str, Any], environ: Mapping[str, str] | None = None
     return routes
 
 
+def _is_utf8(body: bytes) -> bool:
+    # API Gateway base64-encodes what is not valid text, whatever the declared content type.
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def http_api_event(
     method: str, target: str, headers: Mapping[str, str], body: bytes, source_ip: str, route: str
 ) -> dict[str, Any]:
     url = urlsplit(target)
     lowered = {name.lower(): value for name, value in headers.items()}
     content_type = lowered.get("content-type", "")
-    is_text = not body or content_type.startswith(_TEXT_TYPES)
+    is_text = not body or (content_type.startswith(_TEXT_TYPES) and _is_utf8(body))
     now = datetime.now(UTC)
     return {
         "version": "2.0",

@@ -225,3 +225,18 @@ def test_stats_after_pageviews_and_its_range_validation(app, gql, pixel_1, aggre
     assert stats("2026-13-01", "2026-13-02")["code"] == 400
     assert stats("yesterday", "today")["code"] == 400
     assert stats("2026-11-01", "2026-11-01x")["code"] == 400
+
+
+def test_track_refuses_custom_data_nested_too_deep_without_crashing(app, gql, pixel_1, queued_messages):
+    nested: dict = {}
+    for _ in range(1000):
+        nested = {"x": nested}
+    track = "mutation T($event: TrackEventInput!) { track(event: $event) { code message } }"
+    answer = gql(
+        track,
+        {"event": {"pixelId": 1, "eventName": "Lead", "domain": "example.com", "customData": nested}},
+        app.basic_header,
+    )
+    assert answer.data["track"]["code"] == 400
+    assert "levels" in answer.data["track"]["message"]
+    assert queued_messages() == []

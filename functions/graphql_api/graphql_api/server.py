@@ -6,6 +6,7 @@ in Lambda; `make dev` serves the same app with uvicorn.
 """
 
 import json
+import logging
 import re
 from collections.abc import Coroutine
 from pathlib import Path
@@ -69,6 +70,10 @@ def without_suggestions(error: GraphQLError, debug: bool = False) -> dict[str, A
     return formatted
 
 
+SILENT_LOGGER = "pixel-gateway.ariadne"
+logging.getLogger(SILENT_LOGGER).disabled = True
+
+
 def create_graphql_app(settings: Settings) -> GraphQL:
     """The GraphQL app for `settings`: production turns off introspection, the explorer and suggestions."""
     production = settings.is_production
@@ -81,10 +86,25 @@ def create_graphql_app(settings: Settings) -> GraphQL:
         query_validator=documents.validate,
         validation_rules=limits.validation_rules(static_rules, settings.max_query_cost),
         debug=False,
+        # Ariadne would log every GraphQL error with its document excerpt and input values, which
+        # can carry an inline appSecret or e-mail: client errors are answered, not logged, and the
+        # unexpected ones are logged by format_error without the request's values.
+        logger=SILENT_LOGGER,
         error_formatter=without_suggestions if production else format_error,
         introspection=not production,
         explorer=ExplorerHttp405() if production else ExplorerGraphiQL(),
     )
+
+
+def _content_type(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-type":
+            return str(value.decode("latin-1").strip().lower())
+    return ""
+
+
+def _request_error(message: str, code: int) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code}}]}
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -108,7 +128,15 @@ def create_asgi_app(settings: Settings, graphql_app: ASGIApp | None = None) -> A
             if body is None:
                 await send_json(send, 413, limits.too_large(max_body_bytes))
                 return
-            await graphql(scope, limits.replay(body, receive), send)
+            if _content_type(scope).startswith("multipart/"):
+                # No uploads here; Ariadne would hand it to a form parser that is not installed.
+                await send_json(send, 415, _request_error("Use Content-Type: application/json", 415))
+                return
+            try:
+                await graphql(scope, limits.replay(body, receive), send)
+            except RecursionError:
+                # JSON nested thousands deep exhausts the parser's recursion before anything runs.
+                await send_json(send, 400, _request_error("Request body is nested too deeply", 400))
         elif scope["type"] == "http" and path == "/health":
             checks = readiness()
             healthy = all(state == "ok" for state in checks.values())

@@ -34,6 +34,7 @@ USER_FOUND = "User Found"
 USER_NOT_FOUND = "User Not Found"
 ANONYMOUS = "Success"
 MAX_CUSTOM_DATA_BYTES = 8 * 1024
+MAX_CUSTOM_DATA_DEPTH = 10
 MAX_EVENT_AGE_SECONDS = 90 * 86_400  # older events are refused; Meta takes only the last 7 days
 MAX_CLOCK_SKEW_SECONDS = 3_600
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -173,6 +174,28 @@ def _url(url: str | None) -> str | None:
 def _custom_data(custom_data: object) -> dict[str, Any] | None:
     if custom_data is None:
         return None
-    if not isinstance(custom_data, dict) or len(json.dumps(custom_data)) > MAX_CUSTOM_DATA_BYTES:
-        raise BadRequest(f"Invalid customData: a JSON object of at most {MAX_CUSTOM_DATA_BYTES} bytes")
+    if (
+        not isinstance(custom_data, dict)
+        or _depth(custom_data) > MAX_CUSTOM_DATA_DEPTH
+        or len(json.dumps(custom_data)) > MAX_CUSTOM_DATA_BYTES
+    ):
+        raise BadRequest(
+            f"Invalid customData: a JSON object of at most {MAX_CUSTOM_DATA_BYTES} bytes"
+            f" and {MAX_CUSTOM_DATA_DEPTH} levels"
+        )
     return custom_data
+
+
+def _depth(value: object) -> int:
+    """Nesting depth, without recursion (hostile data can be nested thousands deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_CUSTOM_DATA_DEPTH:
+            break
+        children = (
+            current.values() if isinstance(current, dict) else current if isinstance(current, list) else ()
+        )
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
