@@ -228,7 +228,7 @@ def test_stats_after_pageviews_and_its_range_validation(app, gql, pixel_1, aggre
 
 
 def test_track_refuses_custom_data_nested_too_deep_without_crashing(app, gql, pixel_1, queued_messages):
-    nested: dict = {}
+    nested: dict[str, object] = {}
     for _ in range(1000):
         nested = {"x": nested}
     track = "mutation T($event: TrackEventInput!) { track(event: $event) { code message } }"
