@@ -177,6 +177,22 @@ class FakeLambdaContext:
         return 10_000
 
 
+@pytest.fixture(scope="module")
+def handler() -> Any:
+    """The GraphQL function's `app.handler`, loaded from its file as Lambda does (once per module)."""
+    from devtools.functions import load_handler
+
+    return load_handler("functions/graphql_api", "app.handler", module_alias="graphql_api_app")
+
+
+@pytest.fixture
+def aggregator_handler() -> Any:
+    """The counter aggregator's `app.handler`, loaded from its file as Lambda does."""
+    from devtools.functions import load_handler
+
+    return load_handler("functions/counter_aggregator", "app.handler", module_alias="counter_aggregator_app")
+
+
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()

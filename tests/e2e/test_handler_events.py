@@ -1,31 +1,15 @@
 """API Gateway (HTTP API, payload 2.0) events from events/ through the real Lambda handler."""
 
 import base64
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from pixel_core import pixel_domains
 from pixel_core.models import TableItem, bind_models
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENTS = REPO_ROOT / "events"
-
-
-@pytest.fixture(scope="module")
-def handler():
-    # Loaded from its file, as Lambda does: `app.handler` of functions/graphql_api/.
-    spec = importlib.util.spec_from_file_location(
-        "graphql_api_app", REPO_ROOT / "functions/graphql_api/app.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 def load_event(name: str, app=None) -> dict[str, Any]:

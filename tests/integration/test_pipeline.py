@@ -30,14 +30,10 @@ def test_a_poison_message_ends_in_the_dead_letter_queue_and_the_rest_of_its_batc
 
 
 def test_a_redelivered_batch_after_a_lost_acknowledgement_is_not_counted_again(
-    app, gql, aws, sqs, lambda_context
+    app, gql, aws, sqs, lambda_context, aggregator_handler
 ):
     # Given pageviews whose batch the aggregator counts but never acknowledges (as after a crash)
-    from devtools.functions import load_handler
-
-    handler = load_handler(
-        "functions/counter_aggregator", "app.handler", module_alias="counter_aggregator_app"
-    )
+    handler = aggregator_handler
     gql(PIXELS, {"event": {"action": "create", "pixel_id": 6}}, app.basic_header)
     for _ in range(4):
         gql(PAGEVIEW, {"event": {"pixelId": 6, "domain": "example.com"}}, app.basic_header)

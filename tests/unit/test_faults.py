@@ -11,7 +11,6 @@ moto never executes it. botocore's own backoff sleeps are recorded instead of sl
 
 import base64
 import hashlib
-import importlib.util
 import itertools
 import json
 import types
@@ -55,19 +54,6 @@ _request_numbers = itertools.count(1)
 
 
 # --- the Lambda handler and its events ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def handler():
-    # Loaded from its file, as Lambda does: `app.handler` of functions/graphql_api/.
-    spec = importlib.util.spec_from_file_location(
-        "graphql_api_app_faults", REPO_ROOT / "functions/graphql_api/app.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 def api_event(

@@ -6,7 +6,6 @@ every resolver of the schema records what ran.
 
 import base64
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -448,19 +447,6 @@ def test_a_document_over_the_token_limit_but_within_the_body_limit_is_rejected(p
 
 
 # Body size, through the real Lambda handler
-
-
-@pytest.fixture(scope="module")
-def handler():
-    # Loaded from its file, as Lambda does: `app.handler` of functions/graphql_api/.
-    spec = importlib.util.spec_from_file_location(
-        "graphql_api_app_limits", REPO_ROOT / "functions/graphql_api/app.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 def padded_body(size: int) -> str:

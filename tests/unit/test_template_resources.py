@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from devtools.functions import load_handler
 from pixel_core.clock import utc_now
 from pixel_core.models import PixelItem, TotalsItem
 
@@ -78,13 +77,13 @@ def test_functions_get_least_privilege(resources):
     assert send == [{"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}}]
 
 
-def test_the_sample_sqs_event_goes_through_the_real_aggregator_handler(table, lambda_context):
+def test_the_sample_sqs_event_goes_through_the_real_aggregator_handler(
+    table, lambda_context, aggregator_handler
+):
     # Given pixel 123 and the sample batch from events/ (two pageviews, one dropped)
     PixelItem.new(123, "IaoreXfj", created_at=utc_now()).save()
     sample = json.loads((REPO_ROOT / "events" / "sqs_pixel_events.json").read_text())
-    handler = load_handler(
-        "functions/counter_aggregator", "app.handler", module_alias="counter_aggregator_app"
-    )
+    handler = aggregator_handler
     # When the aggregator handles it (twice: SQS may deliver it again)
     answers = [handler(sample, lambda_context) for _ in range(2)]
     # Then nothing failed and the totals count each event once
@@ -94,7 +93,7 @@ def test_the_sample_sqs_event_goes_through_the_real_aggregator_handler(table, la
 
 
 def test_unreadable_records_are_reported_as_batch_item_failures_and_the_rest_is_counted(
-    table, lambda_context
+    table, lambda_context, aggregator_handler
 ):
     PixelItem.new(123, "IaoreXfj", created_at=utc_now()).save()
     sample = json.loads((REPO_ROOT / "events" / "sqs_pixel_events.json").read_text())
@@ -103,9 +102,7 @@ def test_unreadable_records_are_reported_as_batch_item_failures_and_the_rest_is_
     ):
         record_copy = dict(record, body=body, messageId=record["messageId"] + "-bad")
         sample["Records"].append(record_copy)
-    handler = load_handler(
-        "functions/counter_aggregator", "app.handler", module_alias="counter_aggregator_app"
-    )
+    handler = aggregator_handler
     answer = handler(sample, lambda_context)
     assert answer is not None
     assert sorted(f["itemIdentifier"] for f in answer["batchItemFailures"]) == sorted(
@@ -115,12 +112,12 @@ def test_unreadable_records_are_reported_as_batch_item_failures_and_the_rest_is_
     assert (totals.events_received, totals.events_dropped) == (2, 1)
 
 
-def test_aggregator_logs_json_with_a_correlation_id_and_emits_emf(table, lambda_context, json_logs, capsys):
+def test_aggregator_logs_json_with_a_correlation_id_and_emits_emf(
+    table, lambda_context, json_logs, capsys, aggregator_handler
+):
     PixelItem.new(123, "IaoreXfj", created_at=utc_now()).save()
     sample = json.loads((REPO_ROOT / "events" / "sqs_pixel_events.json").read_text())
-    handler = load_handler(
-        "functions/counter_aggregator", "app.handler", module_alias="counter_aggregator_app"
-    )
+    handler = aggregator_handler
     handler(sample, lambda_context)
     (record,) = [r for r in json_logs() if r["message"] == "Batch counted"]
     assert record["correlation_id"] == lambda_context.aws_request_id
