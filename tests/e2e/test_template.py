@@ -6,8 +6,10 @@ here talks to AWS. `sam build` runs once per session into a temporary directory 
 .aws-sam is left alone) and needs PyPI for the layer's requirements.
 """
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import time
 import tomllib
@@ -325,6 +327,68 @@ def test_built_layer_is_pure_python_so_the_arm64_layer_imports_on_any_host(sam_b
 
     # Then there are none (requirements.txt promises pure Python dependencies)
     assert compiled == []
+
+
+# Imports the built function from copies whose sources are all newer than their bytecode, as after a
+# zip round trip, and prints -v's "code object from" lines: each names the .pyc it read or the .py
+# it had to compile.
+_IMPORT_VERBOSE = "import sys; sys.path[:0] = sys.argv[1:]; import app"
+
+
+def unchecked_hash_bytecode(source: Path) -> bool:
+    """True when source has a .pyc for this interpreter that Python uses without looking at the source."""
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    flags = int.from_bytes(cached.read_bytes()[4:8], "little") if cached.is_file() else None
+    return flags == 0b01  # PEP 552: hash-based (bit 0), do not check the source (bit 1 clear)
+
+
+@pytest.mark.sam
+def test_built_function_and_layer_carry_unchecked_hash_bytecode_for_every_module(sam_build: Build) -> None:
+    # Given the built function and layer (Lambda mounts them read-only: nothing is compiled there)
+    # When every Python source in them is checked for its compiled bytecode
+    without = {
+        str(source.relative_to(sam_build.directory))
+        for root in (sam_build.function_dir, sam_build.layer_python_dir)
+        for source in root.rglob("*.py")
+        if not unchecked_hash_bytecode(source)
+    }
+    packages = {
+        source.relative_to(sam_build.layer_python_dir).parts[0]
+        for source in sam_build.layer_python_dir.rglob("*.py")
+    }
+
+    # Then each has bytecode Python uses whatever the files' times, our modules and dependencies alike
+    assert without == set()
+    assert {"pixel_core", "graphql", "ariadne", "botocore", "pynamodb", "aws_lambda_powertools"} <= packages
+
+
+@pytest.mark.sam
+def test_built_function_imports_from_its_bytecode_without_compiling_anything(
+    sam_build: Build, tmp_path: Path
+) -> None:
+    # Given copies of the built function and layer whose sources are all newer than their bytecode
+    task, layer = tmp_path / "task", tmp_path / "layer"
+    shutil.copytree(sam_build.function_dir, task)
+    shutil.copytree(sam_build.layer_python_dir, layer)
+    later = time.time() + 3600
+    for source in [*task.rglob("*.py"), *layer.rglob("*.py")]:
+        os.utime(source, (later, later))
+    env = tool_env(TABLE_NAME=SMOKE_TABLE_NAME, STAGE="prod", POWERTOOLS_SERVICE_NAME="pixel-gateway")
+
+    # When the handler module is imported from them in a fresh interpreter that writes nothing
+    result = run([APP_PYTHON, "-I", "-B", "-v", "-c", _IMPORT_VERBOSE, task, layer], timeout=120, env=env)
+    loaded = [
+        line.split("code object from ", 1)[1].strip("'")
+        for line in result.output.splitlines()
+        if "code object from " in line
+    ]
+    built = [path for path in loaded if Path(path).is_relative_to(tmp_path)]
+
+    # Then every module of the function and the layer came from its .pyc: none was compiled
+    assert result.returncode == 0, result.explain()
+    assert [path for path in built if not path.endswith(".pyc")] == []
+    assert any("/task/" in path for path in built), built
+    assert any("/layer/graphql/" in path for path in built), built
 
 
 # ---------------------------------------------------------------------------------------------------

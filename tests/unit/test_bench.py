@@ -3,6 +3,8 @@
 Speed is measured by `make bench`, never asserted here.
 """
 
+from pathlib import Path
+
 import pytest
 
 from bench import Options
@@ -155,19 +157,41 @@ def test_the_warm_figure_times_both_paths():
     assert "handler/graphql-core" in figure(result).render()
 
 
-def test_the_cold_start_figure_imports_both_in_fresh_interpreters():
-    from bench.cold_start import figure, measure
+def test_the_cold_start_figure_times_every_import_in_fresh_interpreters():
+    from bench.cold_start import BOTO3, HANDLER, HANDLER_WITHOUT_BYTECODE, THIRD_PARTY, figure, measure
 
     result = measure(runs=1, untimed_first=False)
-    for runs in (result.handler, result.boto3):
+    assert list(result.runs) == [HANDLER, HANDLER_WITHOUT_BYTECODE, THIRD_PARTY, BOTO3]
+    for runs in result.runs.values():
         assert len(runs) == 1
         assert 0 < runs[0].import_seconds < runs[0].process_seconds
+    assert result.ratio_of(BOTO3) == 1
     assert result.ratio > 0
     top = result.top_modules()
     assert top[0].module == "app"
     assert top[0].imported_by is None
     assert all(entry.cumulative_us > 0 for entry in top)
-    assert "top 10 modules of the handler" in figure(result).render()
+    text = figure(result).render()
+    assert "top 10 modules of the handler as built" in text
+    assert all(label in text for label in result.runs)
+
+
+def test_the_cold_start_stages_the_handler_with_and_without_bytecode_as_lambda_would_mount_it(tmp_path):
+    from bench.cold_start import stage_function, stage_installed_without_bytecode
+
+    built = stage_function(tmp_path / "built")
+    unbuilt = stage_function(tmp_path / "unbuilt", bytecode=False)
+    stage_installed_without_bytecode(["graphql", "typing_extensions.py"], unbuilt[1])
+
+    assert [path.relative_to(tmp_path / "built") for path in built] == [Path("var/task"), Path("opt/python")]
+    assert (built[0] / "app.py").is_file()
+    assert (built[1] / "pixel_core" / "models.py").is_file()
+    assert (built[0] / "graphql_api" / "schema" / "heropixel.graphql").is_file()
+    assert list(built[1].rglob("*.pyc"))
+    assert list(built[0].rglob("*.pyc"))
+    assert (unbuilt[1] / "graphql" / "language" / "ast.py").is_file()
+    assert (unbuilt[1] / "typing_extensions.py").is_file()
+    assert [str(path) for path in (tmp_path / "unbuilt").rglob("*.pyc")] == []
 
 
 def test_import_times_are_parsed_with_who_imported_what():

@@ -1,0 +1,112 @@
+"""What `sam build` runs for every function and the layer (template.yaml: `BuildMethod: makefile`,
+devtools/sam_build/Makefile): the code as Lambda mounts it, with bytecode compiled ahead of time.
+
+Why by hand: SAM's python3.13 build method unpacks wheels and copies sources without compiling
+them, and /var/task and /opt are read-only in Lambda, so every cold start compiled graphql-core,
+botocore, Ariadne, PynamoDB and our own modules from source again. The bytecode is
+"unchecked-hash": Python uses it whatever the files' modification times, which the deployment zip
+(two-second resolution) and Lambda's unpacking do not keep. It is compiled by the same Python minor
+version as the runtime (3.13), as bytecode is only read by the version that wrote it.
+
+Standard library only: it runs before any virtualenv exists for the build, from `make`.
+
+    python devtools/lambda_build.py layer SOURCE_DIR ARTIFACTS_DIR
+    python devtools/lambda_build.py function SOURCE_DIR ARTIFACTS_DIR
+"""
+
+import argparse
+import compileall
+import py_compile
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+RUNTIME_VERSION = (3, 13)
+# Where Lambda mounts each kind of artifact; compiled into tracebacks instead of the build folder.
+LAYER_MOUNT = "/opt/python"
+FUNCTION_MOUNT = "/var/task"
+# The template's functions and layer run on arm64 (Graviton).
+PLATFORM = "manylinux2014_aarch64"
+SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "requirements.txt", "tests")
+
+
+def compile_bytecode(root: Path, mount: str) -> None:
+    """Writes an unchecked-hash .pyc beside every .py under root, as Lambda will see it at `mount`."""
+    compiled = compileall.compile_dir(
+        root,
+        ddir=mount,
+        quiet=1,
+        workers=0,  # one per core
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    if not compiled:
+        raise SystemExit(f"lambda_build: some module under {root} does not compile")
+
+
+def build_layer(source: Path, artifacts: Path) -> None:
+    """requirements.txt installed for arm64 plus the layer's packages, under python/ as Lambda wants."""
+    python_dir = artifacts / "python"
+    # --no-compile: pip's bytecode is checked against modification times, which do not survive.
+    # --only-binary: the dependencies are pure Python wheels (requirements.txt), so no host compiler
+    # can slip x86 code into an arm64 layer.
+    subprocess.run(  # our own interpreter's pip, our own requirements file
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--only-binary=:all:",
+            f"--platform={PLATFORM}",
+            "--implementation=cp",
+            f"--python-version={RUNTIME_VERSION[0]}.{RUNTIME_VERSION[1]}",
+            "--upgrade",
+            "--target",
+            str(python_dir),
+            "--requirement",
+            str(source / "requirements.txt"),
+        ],
+        check=True,
+    )
+    shutil.rmtree(python_dir / "bin", ignore_errors=True)  # console scripts: nothing runs them in Lambda
+    copy_layer_packages(source, python_dir)
+    compile_bytecode(python_dir, LAYER_MOUNT)
+
+
+def copy_layer_packages(source: Path, python_dir: Path) -> None:
+    """The layer's own packages (pixel_core), without caches."""
+    for package in sorted(path for path in source.iterdir() if (path / "__init__.py").is_file()):
+        shutil.copytree(package, python_dir / package.name, ignore=SKIPPED, dirs_exist_ok=True)
+
+
+def copy_function(source: Path, artifacts: Path) -> None:
+    """The function's folder as it is, links resolved (the schema is a link to the repository's)."""
+    shutil.copytree(source, artifacts, ignore=SKIPPED, symlinks=False, dirs_exist_ok=True)
+
+
+def build_function(source: Path, artifacts: Path) -> None:
+    copy_function(source, artifacts)
+    compile_bytecode(artifacts, FUNCTION_MOUNT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lambda_build", description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=("layer", "function"))
+    parser.add_argument("source", type=Path)
+    parser.add_argument("artifacts", type=Path)
+    arguments = parser.parse_args(argv)
+    if sys.version_info[:2] != RUNTIME_VERSION:
+        found = ".".join(map(str, sys.version_info[:2]))
+        parser.error(
+            f"needs Python {RUNTIME_VERSION[0]}.{RUNTIME_VERSION[1]}, as the runtime; this is {found}"
+        )
+    build = build_layer if arguments.kind == "layer" else build_function
+    build(arguments.source.resolve(), arguments.artifacts.resolve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
