@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from devtools.api_gateway import http_api_event
+from devtools.sqs_event_source import LambdaContext
 from devtools.functions import load_handler
 from devtools.provision import provision
 from devtools.template import REPO_ROOT, load_template
@@ -46,21 +47,6 @@ type Response = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class FakeLambdaContext:
-    function_name: str = "pixel-gateway-bench-GraphQLFunction"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:pixel-gateway-bench"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-    log_group_name: str = "/aws/lambda/pixel-gateway-bench-GraphQLFunction"
-    log_stream_name: str = "2026/11/25/[$LATEST]0123456789abcdef"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 10_000
-
-
-@dataclass(frozen=True)
 class Caller:
     """The app a request authenticates as, the tenant it is bound to, and that tenant's pixel."""
 
@@ -83,11 +69,12 @@ class Container:
     """One warm Lambda container of the GraphQL function, its AWS answered by moto in process."""
 
     handler: Callable[[Event, Any], Response]
-    context: FakeLambdaContext
     caller: Caller
 
     def invoke(self, event: Event) -> Response:
-        return self.handler(event, self.context)
+        # Each invocation has a context of its own, as in Lambda.
+        context = LambdaContext.for_invocation("pixel-gateway-bench-GraphQLFunction", timeout_seconds=10)
+        return self.handler(event, context)
 
 
 @functools.cache
@@ -186,7 +173,7 @@ def warm_container() -> Iterator[Container]:
         forget_container_caches()
         caller = Caller(credentials.app_id, credentials.app_secret, TENANT_ID, PIXEL_ID)
         try:
-            yield Container(graphql_handler(), FakeLambdaContext(), caller)
+            yield Container(graphql_handler(), caller)
         finally:
             forget_container_caches()
 

@@ -18,7 +18,6 @@ import base64
 import logging
 import os
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -321,13 +320,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.client_address[0],
             f"{route.method} {route.path}",
         )
-        context = LambdaContext(
-            function_name=route.function_id,
-            memory_limit_in_mb="512",
-            invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{route.function_id}",
-            aws_request_id=str(uuid.uuid4()),
-            deadline=time.monotonic() + route.timeout_seconds,
-        )
+        context = LambdaContext.for_invocation(route.function_id, timeout_seconds=route.timeout_seconds)
         # Lambda runs a handler on its main thread, where an event loop can be had (Mangum needs one).
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)

@@ -11,10 +11,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 from devtools.net import free_port
+from devtools.servers import LocalServer, stop_process
 from devtools.template import REPO_ROOT
 
 NODE_MODULES = REPO_ROOT / "node_modules"
@@ -36,7 +36,7 @@ def find_jar(node_modules: Path = NODE_MODULES) -> Path:
     return jars[-1]  # the newest, should several versions be unpacked
 
 
-class DynamoDBLocal:
+class DynamoDBLocal(LocalServer):
     """DynamoDB Local on 127.0.0.1:<port>, in memory or persisted under ``db_path``.
 
     The jar has no option to choose the listen address (see ``-help``): it listens on all
@@ -143,27 +143,10 @@ class DynamoDBLocal:
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the server (kill it if it does not exit within ``timeout``); safe to call twice."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
         if self._log_path is not None:
             self._log_path.unlink(missing_ok=True)
             self._log_path = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -30,9 +30,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from devtools.servers import LocalServer
 
 MAX_EVENTS_PER_REQUEST = 1000  # Meta's limit for one /events request
 RECEIVED_PATH = "/__received"
@@ -112,7 +113,7 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:8]
 
 
-class FakeMeta:
+class FakeMeta(LocalServer):
     """Meta's Conversions API on ``http://127.0.0.1:<port>``; ``port=0`` lets the OS pick a free port."""
 
     def __init__(self, port: int = 0) -> None:
@@ -163,17 +164,6 @@ class FakeMeta:
         server.server_close()  # block_on_close: joins the handler threads too
         if thread is not None:
             thread.join()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def script(self, *answers: Answer) -> None:
         """Queue answers for the next valid requests, one each in order, before the default applies again."""

@@ -8,13 +8,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from types import TracebackType
 from typing import Self
 
 from moto.server import ThreadedMotoServer
 
+from devtools.servers import LocalServer, stop_process
 
-class MotoServer:
+
+class MotoServer(LocalServer):
     """moto on 127.0.0.1. ``port=0`` lets the OS pick a free port (read it from ``endpoint_url``).
 
     All moto servers and ``mock_aws`` blocks of one process share moto's in-memory backends.
@@ -56,19 +57,8 @@ class MotoServer:
         if server is not None:
             server.stop()
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class MotoServerProcess:
+class MotoServerProcess(LocalServer):
     """moto's server as a child process: its work stays off this process's GIL (`make dev` runs
     the API and the functions in this process, and moto's request handling would compete with them)."""
 
@@ -103,22 +93,4 @@ class MotoServerProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        stop_process(process, timeout)

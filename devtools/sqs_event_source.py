@@ -51,6 +51,26 @@ class LambdaContext:
     log_group_name: str = ""
     log_stream_name: str = "local"
 
+    @classmethod
+    def for_invocation(
+        cls,
+        function_name: str,
+        *,
+        timeout_seconds: float,
+        memory_limit_in_mb: int = 512,
+        function_arn: str | None = None,
+    ) -> LambdaContext:
+        """The context of one invocation starting now, with a request id of its own."""
+        return cls(
+            function_name=function_name,
+            memory_limit_in_mb=str(memory_limit_in_mb),
+            invoked_function_arn=function_arn
+            or f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}",
+            aws_request_id=str(uuid.uuid4()),
+            deadline=time.monotonic() + timeout_seconds,
+            log_group_name=f"/aws/lambda/{function_name}",
+        )
+
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
@@ -147,13 +167,11 @@ class SqsEventSource:
         """Run the handler; the message ids to keep (all of them when the batch failed as a whole)."""
         all_ids = {message["MessageId"] for message in messages}
         started = time.monotonic()
-        context = LambdaContext(
-            function_name=self._function_name,
-            memory_limit_in_mb=str(self._memory),
-            invoked_function_arn=self._function_arn,
-            aws_request_id=str(uuid.uuid4()),
-            deadline=started + self._timeout,
-            log_group_name=f"/aws/lambda/{self._function_name}",
+        context = LambdaContext.for_invocation(
+            self._function_name,
+            timeout_seconds=self._timeout,
+            memory_limit_in_mb=self._memory,
+            function_arn=self._function_arn,
         )
         # Lambda hands the function a freshly deserialized event and serializes its response.
         event = {"Records": [self._record(message) for message in messages]}

@@ -162,21 +162,6 @@ def gql() -> Any:
     return execute
 
 
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    function_name: str = "pixel-gateway-test"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:pixel-gateway-test"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-    log_group_name: str = "/aws/lambda/pixel-gateway-test"
-    log_stream_name: str = "2026/11/25/[$LATEST]0123456789abcdef"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 10_000
-
-
 @pytest.fixture(scope="module")
 def handler() -> Any:
     """The GraphQL function's `app.handler`, loaded from its file as Lambda does (once per module)."""
@@ -194,8 +179,10 @@ def aggregator_handler() -> Any:
 
 
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> Any:
+    from devtools.sqs_event_source import LambdaContext
+
+    return LambdaContext.for_invocation("pixel-gateway-test", timeout_seconds=10)
 
 
 @pytest.fixture
