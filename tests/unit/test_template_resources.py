@@ -209,3 +209,26 @@ def test_the_dashboard_shows_requests_errors_latency_queues_and_events(resources
         "EventsPublished",
         "PublishFailures",
     } <= metric_names
+
+
+def test_the_graphql_function_writes_out_its_tunables_at_the_defaults_the_code_uses(resources):
+    from pixel_core.config import load_settings
+
+    environment = resources["GraphQLFunction"]["Properties"]["Environment"]["Variables"]
+    tunables = {
+        "AUTH_CACHE_SECONDS": "auth_cache_seconds",
+        "PIXEL_CACHE_SECONDS": "pixel_cache_seconds",
+        "MAX_QUERY_DEPTH": "max_query_depth",
+        "MAX_QUERY_COST": "max_query_cost",
+        "MAX_ALIASES": "max_aliases",
+        "MAX_QUERY_TOKENS": "max_query_tokens",
+        "MAX_BODY_BYTES": "max_body_bytes",
+    }
+    from_template = load_settings({name: environment[name] for name in tunables})
+    defaults = load_settings({})
+    for name, field in tunables.items():
+        assert getattr(from_template, field) == getattr(defaults, field), name
+    # And each is read from the environment: a changed value reaches the settings
+    for name, field in tunables.items():
+        changed = load_settings({name: "7"})
+        assert getattr(changed, field) == 7, name
