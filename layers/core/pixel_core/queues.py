@@ -4,18 +4,14 @@ requests that never send (domains, pixels) do not pay for it at cold start."""
 import functools
 from typing import Any
 
+from pixel_core import aws
 from pixel_core.config import settings
 from pixel_core.events import PixelEvent
 
 
 @functools.cache
 def sqs_client() -> Any:
-    import boto3  # noqa: PLC0415  # see the module docstring
-    from botocore.config import Config  # noqa: PLC0415
-
-    # Short timeouts: a pageview should fail fast rather than hold its caller.
-    config = Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.client("sqs", region_name=settings.region, config=config)
+    return aws.client("sqs")
 
 
 def enqueue(event: PixelEvent, queue_url: str | None = None) -> None:

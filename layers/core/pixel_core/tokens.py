@@ -17,6 +17,7 @@ import logging
 import re
 from typing import Any
 
+from pixel_core import aws
 from pixel_core.config import settings
 
 # KMS Encrypt takes at most 4096 bytes of plaintext.
@@ -50,14 +51,9 @@ _redact_kms_payloads = _RedactKmsPayloads()
 
 @functools.cache
 def kms_client() -> Any:
-    import boto3  # noqa: PLC0415  # see the module docstring
-    from botocore.config import Config  # noqa: PLC0415
-
     for name in _BODY_LOGGERS:
         logging.getLogger(name).addFilter(_redact_kms_payloads)  # the same filter is added only once
-    # Short timeouts: a request should fail fast rather than hold its caller.
-    config = Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.client("kms", region_name=settings.region, config=config)
+    return aws.client("kms")
 
 
 def _key_id() -> str:

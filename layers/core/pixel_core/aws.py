@@ -1,0 +1,26 @@
+"""AWS clients for SQS and KMS, made with botocore directly from one session per container.
+
+PynamoDB already loads botocore; boto3 on top of it would only add its resource layer, which this
+package does not use, to the first request that sends or decrypts. Clients pick up the same
+environment as boto3's would (region, credentials, `AWS_ENDPOINT_URL_<SERVICE>`).
+"""
+
+import functools
+from typing import Any
+
+import botocore.session
+from botocore.config import Config
+
+from pixel_core.config import settings
+
+# Short timeouts: a request should fail fast rather than hold its caller.
+FAIL_FAST = Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 3, "mode": "standard"})
+
+
+@functools.cache
+def session() -> botocore.session.Session:
+    return botocore.session.get_session()
+
+
+def client(service_name: str, config: Config = FAIL_FAST) -> Any:
+    return session().create_client(service_name, region_name=settings.region, config=config)
