@@ -27,7 +27,7 @@ lint: ## ruff and mypy
 
 fuzz: ## fuzz the local stack in production mode: 1000 generated and hostile requests (FUZZ_REQUESTS)
 	@scripts/bootstrap dev
-	FUZZ_REQUESTS=$${FUZZ_REQUESTS:-1000} $(VENV)/bin/pytest tests/fuzz -v
+	FUZZ_REQUESTS=$${FUZZ_REQUESTS:-1000} FUZZ_SEED=$${FUZZ_SEED:-random} $(VENV)/bin/pytest tests/fuzz -v
 
 bench: ## print the speed figures: aggregator vs naive writes, cold start, warm overhead, AWS requests per operation
 	@scripts/bootstrap dev

@@ -10,7 +10,9 @@ with the dev app's Basic auth, the others with bad or no credentials. The tests 
 answers, and the server's log once the stack has stopped.
 
 FUZZ_REQUESTS: how many requests. FUZZ_SECONDS: the time budget for sending them (the campaign stops
-there, and fails if it sent fewer). FUZZ_SEED: the seed of a run to replay (each run prints its own).
+there, and fails if it sent fewer). FUZZ_SEED: the seed (each run prints its own); `make test` uses a
+fixed one, so that its short run is the same every time, and `make fuzz` passes FUZZ_SEED=random,
+a new one each run (replay one with FUZZ_SEED=<seed>).
 FUZZ_DUMP: a file to write every request and answer to (JSON lines), and the server's log beside it.
 """
 
@@ -37,7 +39,8 @@ from tests.unit.test_capig import SETUP, TENANT_QUERIES
 
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "150"))
 BUDGET_SECONDS = float(os.environ.get("FUZZ_SECONDS", str(120 + REQUESTS // 2)))
-SEED = int(os.environ.get("FUZZ_SEED") or random.SystemRandom().randrange(2**32))
+_SEED_SETTING = os.environ.get("FUZZ_SEED") or "20261126"
+SEED = random.SystemRandom().randrange(2**32) if _SEED_SETTING == "random" else int(_SEED_SETTING)
 DUMP = os.environ.get("FUZZ_DUMP")  # a file to write every exchange to, as JSON lines, for triage
 
 pytestmark = [
@@ -109,6 +112,7 @@ class FuzzRequest:
     authorization: str | None
     content_type: str | None = "application/json"
     path: str = "/graphql"
+    category: str = "corpus"  # a key of CATEGORIES for drawn requests; "corpus" for the fixed ones
 
     def describe(self) -> str:
         who = "dev app" if self.authorization == DEV_APP else repr((self.authorization or "")[:60])
@@ -573,8 +577,8 @@ def fuzz_requests(draw: st.DrawFn) -> tuple[FuzzRequest, FuzzRequest]:
     path = draw(st.sampled_from(PATHS))
     credentials, bad = draw(BAD_CREDENTIALS)
     return (
-        FuzzRequest(kind, body, DEV_APP, content_type, path),
-        FuzzRequest(f"{kind}; {credentials}", body, bad, content_type, path),
+        FuzzRequest(kind, body, DEV_APP, content_type, path, category),
+        FuzzRequest(f"{kind}; {credentials}", body, bad, content_type, path, category),
     )
 
 
@@ -775,9 +779,18 @@ def test_the_campaign_sends_the_configured_number_of_requests_to_a_production_st
     )
     with_dev_app = sum(exchange.request.authorization == DEV_APP for exchange in campaign.exchanges)
     assert 0.35 < with_dev_app / len(campaign.exchanges) < 0.65
-    # Beyond the seed requests, the fuzzing got past authentication and validation into the resolvers.
-    reached = campaign.matching(lambda e: e.request.kind != "seed" and reached_a_resolver(e))
-    assert len(reached) >= REQUESTS // 10, f"only {len(reached)} fuzzed requests reached a resolver"
+    # The drawn operations meant to get through (generated from the schema, or seeded), sent with
+    # the dev app, got past authentication and validation into the resolvers. About a third do
+    # (30-38% over six seeds); the rest carry schema violations or ids of no pixel.
+    aimed = [
+        exchange
+        for exchange in campaign.exchanges
+        if exchange.request.category in {"generated", "seeded"} and exchange.request.authorization == DEV_APP
+    ]
+    reached = [exchange for exchange in aimed if reached_a_resolver(exchange)]
+    assert len(reached) >= max(5, len(aimed) // 6), (
+        f"only {len(reached)} of {len(aimed)} operations reached a resolver (FUZZ_SEED={SEED})"
+    )
 
 
 def reached_a_resolver(exchange: Exchange) -> bool:
