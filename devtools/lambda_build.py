@@ -5,10 +5,11 @@ Why by hand: SAM's python3.13 build method unpacks wheels and copies sources wit
 them, and /var/task and /opt are read-only in Lambda, so every cold start compiled graphql-core,
 botocore, Ariadne, PynamoDB and our own modules from source again. The bytecode is
 "unchecked-hash": Python uses it whatever the files' modification times, which the deployment zip
-(two-second resolution) and Lambda's unpacking do not keep. It is compiled by the same Python minor
+(two-second resolution) and Lambda's unpacking need not keep. It is compiled by the same Python minor
 version as the runtime (3.13), as bytecode is only read by the version that wrote it.
 
-Standard library only: it runs before any virtualenv exists for the build, from `make`.
+Standard library only: `make` runs it with the project's .venv when there is one, else with a bare
+python3.13.
 
     python devtools/lambda_build.py layer SOURCE_DIR ARTIFACTS_DIR
     python devtools/lambda_build.py function SOURCE_DIR ARTIFACTS_DIR
