@@ -45,6 +45,9 @@ class DevStack:
             "DEV_APP_ID": DEV_AUTH["appId"],
             "DEV_APP_SECRET": DEV_AUTH["appSecret"],
         }
+        # As the Makefile exports it, for a run of pytest outside make.
+        layers = [REPO_ROOT / "layers" / "core", REPO_ROOT / "functions" / "graphql_api", REPO_ROOT]
+        self.env.setdefault("PYTHONPATH", os.pathsep.join(str(path) for path in layers))
         self.process: subprocess.Popen[str] | None = None
         # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
         self.log_path = data_dir.parent / "dev-stack.log"

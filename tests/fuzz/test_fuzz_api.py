@@ -93,9 +93,6 @@ class ProductionDevStack(DevStack):
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir)
         self.env.update(STAGE="prod", DEV_APP_ID=APP_ID, DEV_APP_SECRET=APP_SECRET)
-        # As the Makefile exports it, for a run of pytest outside make.
-        layers = [REPO_ROOT / "layers" / "core", REPO_ROOT / "functions" / "graphql_api", REPO_ROOT]
-        self.env.setdefault("PYTHONPATH", os.pathsep.join(str(path) for path in layers))
 
 
 def basic(app_id: str, secret: str) -> str:
