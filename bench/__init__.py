@@ -7,19 +7,10 @@ runner print it. Figures are measured, never asserted: tests check that they are
 import os
 from dataclasses import dataclass, field
 
-# The benchmarks talk only to local emulators. Fake credentials, set before anything imports boto3,
-# make sure no request could ever be signed for a real account.
-for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}.items():
-    os.environ[_name] = _value
-os.environ.pop("AWS_PROFILE", None)
-os.environ.pop("DYNAMODB_ENDPOINT_URL", None)
+from devtools.fake_aws import use_fake_aws
+
+# The benchmarks talk only to local emulators.
+use_fake_aws()
 
 # What the template gives the GraphQL function, for the figures that run its handler (moto in process)
 # or import it in a fresh interpreter (cold_start). Read once by pixel_core.config: set before it is

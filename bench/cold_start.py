@@ -32,6 +32,7 @@ from pathlib import Path
 
 from bench import LAMBDA_ENVIRONMENT, Figure, Options
 from devtools import lambda_build
+from devtools.fake_aws import FAKE_AWS_ENVIRONMENT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNS = 7
@@ -164,11 +165,7 @@ def lambda_environment(root: Path, task: Path) -> dict[str, str]:
         "HOME": str(root),
         "LANG": "C.UTF-8",
         "TZ": ":UTC",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
+        **FAKE_AWS_ENVIRONMENT,
         "AWS_CONFIG_FILE": str(root / "no-aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-credentials"),
         # Importing makes no request; were one ever added, it would go to the discard port, not AWS.

@@ -11,13 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from devtools.fake_aws import use_fake_aws
+
+use_fake_aws()
 for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
     "TABLE_NAME": "pixel-gateway-test",
     "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-test-EventsQueue",
     "PUBLISH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-test-PublishQueue",
@@ -28,8 +25,6 @@ for _name, _value in {
     "TOKEN_KMS_KEY_ID": "alias/pixel-gateway-test/access-tokens",
 }.items():
     os.environ[_name] = _value
-os.environ.pop("AWS_PROFILE", None)
-os.environ.pop("DYNAMODB_ENDPOINT_URL", None)
 
 import pytest  # noqa: E402
 from graphql import graphql_sync  # noqa: E402

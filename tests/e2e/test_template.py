@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from devtools.fake_aws import FAKE_AWS_ENVIRONMENT
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAM = REPO_ROOT / ".venv-sam" / "bin" / "sam"
 SAM_PYTHON = REPO_ROOT / ".venv-sam" / "bin" / "python"
@@ -34,14 +36,7 @@ LAYER_ID = "CoreLayer"
 SMOKE_TABLE_NAME = "pixel-gateway-e2e"
 
 # Only what SAM CLI and the tools need: a fake account, no profile, no telemetry.
-TOOL_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "SAM_CLI_TELEMETRY": "0",
-}
+TOOL_ENV = {**FAKE_AWS_ENVIRONMENT, "SAM_CLI_TELEMETRY": "0"}
 
 
 def tool_env(**extra: str) -> dict[str, str]:
