@@ -36,10 +36,7 @@ def pixel_for(principal: Principal, pixel_id: int) -> PixelItem:
 def recent_pixel_for(principal: Principal, pixel_id: int) -> PixelItem:
     """Like pixel_for, but may answer from what this container read in the last few seconds
     (PIXEL_CACHE_SECONDS): for the event intake, where every request would otherwise read it."""
-    try:
-        pixel = _recent_pixel(pixel_id)
-    except PixelNotFound:
-        raise PixelNotFound(pixel_id) from None
+    pixel = _recent_pixel(pixel_id)  # raises PixelNotFound itself
     if not principal.may_act_on(pixel.tenant_id):
         raise PixelNotFound(pixel_id)
     return pixel
