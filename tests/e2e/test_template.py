@@ -40,8 +40,8 @@ TOOL_ENV = {**FAKE_AWS_ENVIRONMENT, "SAM_CLI_TELEMETRY": "0"}
 
 
 def tool_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "DYNAMODB_ENDPOINT_URL")}
-    return {**env, **TOOL_ENV, **extra}
+    # conftest's use_fake_aws() has already dropped this machine's AWS profile and endpoints.
+    return {**os.environ, **TOOL_ENV, **extra}
 
 
 @dataclass(frozen=True)
