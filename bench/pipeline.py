@@ -31,9 +31,10 @@ from devtools.dynamodb_local import DynamoDBLocal
 from devtools.provision import provision
 from devtools.template import load_template
 from pixel_core.clock import utc_now
-from pixel_core.counters import MARKER_TTL, count_events
+from pixel_core.counters import count_events
 from pixel_core.events import PAGE_VIEW, PixelEvent
 from pixel_core.models import (
+    MARKER_TTL,
     DayDomainItem,
     DayItem,
     EventMarkerItem,

@@ -44,6 +44,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     count("EventsCounted", outcome.counted)
     count("DuplicatesSkipped", outcome.duplicates)
     count("EventsOrphaned", outcome.orphaned)
+    count("EventsTooOld", outcome.too_old)
     count("UnreadableMessages", len(processor.fail_messages))
     count("EventsForwarded", len(publishable))
     logger.info(
@@ -53,6 +54,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
             "counted": outcome.counted,
             "duplicates": outcome.duplicates,
             "orphaned": outcome.orphaned,
+            "too_old": outcome.too_old,
             "unparseable": len(processor.fail_messages),
             "forwarded": len(publishable),
             "transactions": outcome.transactions,

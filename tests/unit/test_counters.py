@@ -25,11 +25,19 @@ from pixel_core.models import (
     PixelItem,
     TableItem,
     TotalsItem,
+    TransactionMismatch,
     VisitorDayItem,
     VisitorItem,
     pixel_partition,
 )
 from pixel_core.stats import DayRange, pixel_stats
+from tests.support.faults import (
+    Script,
+    dynamodb_client,
+    dynamodb_throttling,
+    max_attempts,
+    transaction_cancelled,
+)
 
 DAY_1 = 1_795_500_000  # 2026-11-24T01:20:00Z
 DAY_2 = DAY_1 + 86_400
@@ -177,75 +185,84 @@ def test_a_crash_after_the_commit_and_before_the_acknowledgement_counts_nothing_
     assert stored_counters(pixel_id) == expected_counters(batch)
 
 
-def cancelled(*codes: str) -> Any:
-    from pynamodb.exceptions import CancellationReason, TransactWriteError, VerboseClientError
-
-    cause = VerboseClientError(
-        {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}},
-        "TransactWriteItems",
-        cancellation_reasons=[CancellationReason(code=code) for code in codes],
-    )
-    return TransactWriteError("Failed to write transaction items", cause=cause)
+def conflict_on_last_item(count: int) -> list[str | None]:
+    return [None] * (count - 1) + ["TransactionConflict"]
 
 
-def throttled() -> Any:
-    from botocore.exceptions import ClientError
-    from pynamodb.exceptions import TransactWriteError
-
-    cause = ClientError(
-        {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems"
-    )
-    return TransactWriteError("Failed to write transaction items", cause=cause)
+def throttled_everywhere(count: int) -> list[str | None]:
+    return ["ThrottlingError"] * count
 
 
-def failing_first(monkeypatch, errors: list[Any]) -> list[int]:
-    """Makes the next len(errors) transactions fail with these errors before reaching DynamoDB."""
-    real_transaction = models.transaction
-    attempts = [0]
-
-    @contextmanager
-    def flaky():
-        attempts[0] += 1
-        if attempts[0] <= len(errors):
-            yield _Discarding()
-            raise errors[attempts[0] - 1]
-        with real_transaction() as tx:
-            yield tx
-
-    monkeypatch.setattr(counters, "transaction", flaky)
-    return attempts
+THROTTLED = dynamodb_throttling("ThrottlingException")
 
 
-class _Discarding:
-    def __getattr__(self, _name: str) -> Any:
-        return lambda *args, **kwargs: None
-
-
-def test_conflicts_and_throttling_on_the_first_attempts_are_retried_and_count_once(table, monkeypatch):
+def test_conflicts_and_throttling_on_the_first_attempts_are_retried_and_count_once(table, inject):
+    # Given DynamoDB cancelling one transaction for a conflict, throttling every attempt botocore
+    # makes of the next, and cancelling the third for throttled items
     pixel_id = new_pixel()
     batch = mixed_batch(pixel_id)
-    attempts = failing_first(
-        monkeypatch, [cancelled("None", "TransactionConflict"), throttled(), cancelled("ThrottlingError")]
+    client = dynamodb_client()
+    script = Script(
+        [
+            transaction_cancelled(conflict_on_last_item),
+            *[THROTTLED] * max_attempts(client),
+            transaction_cancelled(throttled_everywhere),
+        ]
     )
+    fault = inject(client, "TransactWriteItems", script)
+    # When the batch is counted
     sleeps: list[float] = []
     outcome = count_events(batch, sleep=sleeps.append)
-    assert attempts[0] == 4
+    # Then each of the three failures was retried after a pause, and the counts are exact
+    assert fault.attempts == ["TransactWriteItems"] * (max_attempts(client) + 3)
     assert len(sleeps) == 3
     assert all(0 < pause <= 2.0 for pause in sleeps)
     assert outcome.counted == 6
+    assert outcome.transactions == 1
     assert stored_counters(pixel_id) == expected_counters(batch)
 
 
-def test_retries_exhausted_fail_the_batch_without_writing_and_a_redelivery_counts_it_once(table, monkeypatch):
+def test_retries_exhausted_fail_the_batch_without_writing_and_a_redelivery_counts_it_once(table, inject):
     pixel_id = new_pixel()
     batch = mixed_batch(pixel_id)
-    failing_first(monkeypatch, [throttled()] * (counters.MAX_RETRIES + 1))
-    with pytest.raises(CountingFailed):
+    fault = inject(dynamodb_client(), "TransactWriteItems", THROTTLED)
+    with pytest.raises(CountingFailed, match="ThrottlingException"):
         count_events(batch, sleep=lambda _pause: None)
     assert stored_counters(pixel_id)["received"] == 0
-    monkeypatch.undo()
+    fault.lift()
     count_events(batch)
     assert stored_counters(pixel_id) == expected_counters(batch)
+
+
+def test_cancellation_reasons_that_do_not_fit_the_request_fail_loudly_instead_of_guessing(table, inject):
+    # Given DynamoDB answering with one reason fewer than the items sent
+    pixel_id = new_pixel()
+    inject(
+        dynamodb_client(),
+        "TransactWriteItems",
+        transaction_cancelled(lambda n: ["ConditionalCheckFailed"] * (n - 1)),
+    )
+    # Then counting refuses to map them to items, and writes nothing
+    with pytest.raises(TransactionMismatch):
+        count_events(mixed_batch(pixel_id), sleep=lambda _pause: None)
+    assert stored_counters(pixel_id)["received"] == 0
+
+
+def test_items_added_in_any_order_map_their_cancellation_reasons_back_to_the_right_item(table, monkeypatch):
+    # Given the writes of a batch in reverse order (counters first, markers last), one event
+    # counted before and one visitor seen earlier that day
+    pixel_id = new_pixel()
+    seen, counted_before = event(pixel_id, md5=visitor(1)), event(pixel_id, md5=visitor(2))
+    count_events([seen, counted_before])
+    batch = [counted_before, event(pixel_id, md5=visitor(1)), event(pixel_id, md5=visitor(3))]
+    real_writes = counters._writes
+    monkeypatch.setattr(counters, "_writes", lambda *args: real_writes(*args)[::-1])
+    monkeypatch.setattr(counters, "_existing_visitor_days", lambda _events: set())  # learn by conditions
+    # When it is counted
+    outcome = count_events(batch)
+    # Then the failed conditions were read back to the marker and the visitor-day they concern
+    assert (outcome.counted, outcome.duplicates) == (2, 1)
+    assert stored_counters(pixel_id) == expected_counters([seen, counted_before, *batch[1:]])
 
 
 def test_events_of_a_deleted_pixel_are_discarded_without_writing(table):
@@ -272,7 +289,7 @@ def test_a_large_batch_is_split_into_transactions_of_at_most_100_items(table, mo
     def measured():
         with real_transaction() as tx:
             yield tx
-            sizes.append(len(tx._condition_check_items + tx._put_items + tx._update_items + tx._delete_items))
+            sizes.append(len(tx.items))
 
     monkeypatch.setattr(counters, "transaction", measured)
     outcome = count_events(batch)

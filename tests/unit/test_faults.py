@@ -4,31 +4,32 @@ DynamoDB throttling, an SQS send failure and a KMS failure each give the caller 
 HeroPixel envelope, or a GraphQL error with extensions.code 500), leave nothing written half-way,
 and are logged once, as JSON, with the API Gateway request id as correlation id and no secret.
 
-Faults are injected at botocore's `before-send` event: the request is built, signed and retried by
-botocore as usual, but every attempt gets our response (or connection error) instead of moto's, and
-moto never executes it. botocore's own backoff sleeps are recorded instead of slept.
+Faults are injected at botocore's `before-send` event (tests/support/faults.py); botocore's own
+backoff sleeps are recorded instead of slept.
 """
 
 import base64
 import hashlib
 import itertools
 import json
-import types
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.endpoint
 import pytest
-from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError
 
 from pixel_core import auth, queues, tokens
 from pixel_core.clock import utc_now
-from pixel_core.models import PixelItem, TableItem, find
+from pixel_core.models import PixelItem, find
 from pixel_core.tokens import decrypt_access_token
+from tests.support.faults import (
+    aws_json_error,
+    dynamodb_client,
+    dynamodb_throttling,
+    max_attempts,
+    unreachable,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TENANT = "IaoreXfj"
@@ -173,93 +174,6 @@ def assert_no_secret_logged(records: list[dict[str, Any]], *secrets: str) -> Non
 
 
 # --- fault injection ------------------------------------------------------------------------------
-
-
-class _Raw:
-    """What botocore reads an HTTP response body from."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
-        yield self._data
-
-
-def aws_json_error(status: int, type_name: str, content_type: str) -> Callable[..., AWSResponse]:
-    """A responder answering like an AWS JSON-protocol service that refuses the request."""
-
-    def respond(request: Any) -> AWSResponse:
-        body = json.dumps({"__type": type_name, "message": "Injected by the test"}).encode()
-        headers = {"content-type": content_type, "x-amzn-requestid": "fault-injected"}
-        return AWSResponse(request.url, status, headers, _Raw(body))
-
-    return respond
-
-
-def unreachable(request: Any) -> AWSResponse:
-    raise EndpointConnectionError(endpoint_url=request.url)
-
-
-def dynamodb_throttling(type_name: str) -> Callable[..., AWSResponse]:
-    return aws_json_error(400, f"com.amazonaws.dynamodb.v20120810#{type_name}", "application/x-amz-json-1.0")
-
-
-@dataclass
-class Fault:
-    """Every attempt of some calls of a client gets an injected failure, until lifted."""
-
-    client: Any
-    event_name: str
-    respond: Callable[[Any], AWSResponse]
-    attempts: list[str] = field(default_factory=list)  # the operation of each attempt, retries included
-
-    def _fail(self, request: Any, event_name: str, **_kwargs: Any) -> AWSResponse:
-        self.attempts.append(event_name.rsplit(".", 1)[-1])
-        response = self.respond(request)
-        # botocore calls every before-send handler and takes the first answer, ours; moto, called
-        # after us, would still execute the request. Aimed at a host nobody serves, moto ignores it.
-        request.url = "https://fault-injected.invalid/"
-        return response
-
-    def start(self) -> "Fault":
-        self.client.meta.events.register_first(self.event_name, self._fail)  # before moto answers
-        return self
-
-    def lift(self) -> None:
-        self.client.meta.events.unregister(self.event_name, self._fail)
-
-
-@pytest.fixture
-def backoff_sleeps(monkeypatch) -> list[float]:
-    """botocore's retry backoff, recorded rather than slept (botocore.endpoint sleeps nowhere else)."""
-    sleeps: list[float] = []
-    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=sleeps.append))
-    return sleeps
-
-
-@pytest.fixture
-def inject(backoff_sleeps) -> Iterator[Callable[..., Fault]]:
-    """inject(client, operation or "*", responder) -> the started Fault; lifted after the test."""
-    faults: list[Fault] = []
-
-    def inject(client: Any, operation: str, respond: Callable[[Any], AWSResponse]) -> Fault:
-        service = client.meta.service_model.service_id.hyphenize()
-        event_name = f"before-send.{service}" + ("" if operation == "*" else f".{operation}")
-        faults.append(Fault(client, event_name, respond).start())
-        return faults[-1]
-
-    yield inject
-    for fault in faults:
-        fault.lift()
-
-
-def dynamodb_client() -> Any:
-    """The botocore client every PynamoDB model of the table uses."""
-    return TableItem._get_connection().connection.client
-
-
-def max_attempts(client: Any) -> int:
-    return int(client.meta.config.retries["total_max_attempts"])
 
 
 def changed_items(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> set[tuple[str, str]]:

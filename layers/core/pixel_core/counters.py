@@ -13,29 +13,28 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
-from pynamodb.transactions import TransactWrite
 
 from pixel_core.events import PixelEvent
 from pixel_core.models import (
+    MARKER_TTL,
     DayDomainItem,
     DayItem,
     EventMarkerItem,
     PixelItem,
     TableItem,
     TotalsItem,
+    Transaction,
     VisitorDayItem,
     VisitorItem,
+    too_old_to_deduplicate,
     transaction,
 )
 from pixel_core.observability import logger
 
 MAX_TRANSACTION_ITEMS = 100
-# Longer than an event can live in the queue (4 days) plus its dead-letter queue's redrive window.
-MARKER_TTL = timedelta(days=15)
 # Worth another attempt: whole-request errors (after botocore's own retries) and per-item reasons.
 RETRYABLE_ERRORS = frozenset(
     {
@@ -61,6 +60,7 @@ class BatchOutcome:
     counted: int = 0
     duplicates: int = 0
     orphaned: int = 0  # events of pixels deleted before they were counted
+    too_old: int = 0  # came back after their markers could have expired: not counted again
     transactions: int = 0
 
 
@@ -125,11 +125,19 @@ def chunks(events: Sequence[PixelEvent]) -> Iterable[list[PixelEvent]]:
 
 
 def count_events(
-    events: Sequence[PixelEvent], *, sleep: Callable[[float], None] = time.sleep
+    events: Sequence[PixelEvent],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    now: float | None = None,
 ) -> BatchOutcome:
     outcome = BatchOutcome()
-    unique = list({event.event_id: event for event in reversed(events)}.values())[::-1]
-    outcome.duplicates += len(events) - len(unique)
+    now = time.time() if now is None else now
+    fresh = [event for event in events if not too_old_to_deduplicate(event.received_at, now)]
+    outcome.too_old = len(events) - len(fresh)
+    if outcome.too_old:
+        logger.warning("Events too old to count exactly were discarded", extra={"events": outcome.too_old})
+    unique = list({event.event_id: event for event in reversed(fresh)}.values())[::-1]
+    outcome.duplicates += len(fresh) - len(unique)
     for events_in_chunk in chunks(unique):
         _commit(_Chunk(events_in_chunk), outcome, sleep)
     return outcome
@@ -140,23 +148,24 @@ def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]
     retries = 0
     # Each cancellation for a failed condition removes at least one item, so this ends.
     while live := chunk.live():
-        writes = _in_commit_order(_writes(live, chunk.seen_visitor_days))
+        writes = _writes(live, chunk.seen_visitor_days)
         try:
             with transaction() as tx:
                 for write in writes:
                     write.apply(tx)
         except TransactWriteError as error:
-            reasons = [reason.code if reason else "None" for reason in error.cancellation_reasons or []]
-            if "ConditionalCheckFailed" in reasons and _learn(chunk, writes, reasons):
+            reasons = tx.reasons(error)
+            if _learn(chunk, reasons):
                 continue
             retryable = error.cause_response_code in RETRYABLE_ERRORS or bool(
-                RETRYABLE_REASONS & set(reasons)
+                RETRYABLE_REASONS & {code for _write, code in reasons}
             )
             if retryable and retries < MAX_RETRIES:
                 retries += 1
                 sleep(min(2.0, 0.05 * 2**retries) * random.uniform(0.5, 1.0))  # noqa: S311  # jitter, not crypto
                 continue
-            raise CountingFailed(f"transaction failed: {error.cause_response_code} {reasons}") from error
+            codes = [code for _write, code in reasons]
+            raise CountingFailed(f"transaction failed: {error.cause_response_code} {codes}") from error
         outcome.transactions += 1
         outcome.counted += len(live)
         break
@@ -176,28 +185,20 @@ class _Write:
     actions: list[Any] | None = None
     condition: Any = None
 
-    def apply(self, tx: TransactWrite) -> None:
+    def apply(self, tx: Transaction) -> None:
+        # Tagged with itself: a cancellation reason comes back with the write it is about.
         if self.kind == "pixel":
-            tx.condition_check(PixelItem, self.item.pk, self.item.sk, condition=self.condition)
+            tx.condition_check(PixelItem, self.item.pk, self.item.sk, condition=self.condition, tag=self)
         elif self.actions is not None:
-            tx.update(self.item, actions=self.actions)
+            tx.update(self.item, actions=self.actions, tag=self)
         else:
-            tx.save(self.item, condition=self.condition)
+            tx.save(self.item, condition=self.condition, tag=self)
 
 
-# PynamoDB sends a transaction's items grouped as condition checks, deletes, puts, updates, and
-# DynamoDB's cancellation reasons follow that order: keep the writes in it to read them back.
-_COMMIT_ORDER = {"pixel": 0, "marker": 2, "visitor_day": 2, "counter": 3}
-
-
-def _in_commit_order(writes: list[_Write]) -> list[_Write]:
-    return sorted(writes, key=lambda write: _COMMIT_ORDER[write.kind])
-
-
-def _learn(chunk: _Chunk, writes: list[_Write], reasons: list[str]) -> bool:
-    """Records which conditions failed; False when none of them was one we know how to handle."""
+def _learn(chunk: _Chunk, reasons: list[tuple[_Write, str]]) -> bool:
+    """Records which conditions failed; False when none did, or one we do not know how to handle."""
     learned = False
-    for write, reason in zip(writes, reasons, strict=False):
+    for write, reason in reasons:
         if reason != "ConditionalCheckFailed":
             continue
         learned = True

@@ -25,8 +25,10 @@ Counters, written only by the aggregator, live in the pixel's partition too:
 | published marker (TTL)| PUBLISHED#<event id>            |
 """
 
+from datetime import timedelta
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.attributes import (
     BooleanAttribute,
     DiscriminatorAttribute,
@@ -37,7 +39,15 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.constants import (
+    TRANSACT_CONDITION_CHECK,
+    TRANSACT_DELETE,
+    TRANSACT_ITEMS,
+    TRANSACT_PUT,
+    TRANSACT_UPDATE,
+    TRANSACT_WRITE_ITEMS,
+)
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -210,6 +220,20 @@ class VisitorItem(TableItem, discriminator="visitor"):
         return pixel_partition(pixel_id), f"VISITOR#{md5}"
 
 
+# How long after intake an event's message can still arrive: 4 days in its queue, 14 in the
+# dead-letter queue, then 4 again after a redrive (a moved message starts a new retention period).
+# tests/unit/test_template_resources.py checks this against the queues' retention in template.yaml.
+REDELIVERY_WINDOW = timedelta(days=4 + 14 + 4)
+# A marker written at or after intake outlives that window; an event that still comes back later
+# (a second redrive) can no longer be told apart from a counted one, and is refused as too old.
+MARKER_TTL = REDELIVERY_WINDOW + timedelta(days=1)
+
+
+def too_old_to_deduplicate(received_at: float, now: float) -> bool:
+    """True when the event's marker may already be gone: counting it could count it twice."""
+    return now - received_at >= MARKER_TTL.total_seconds()
+
+
 class EventMarkerItem(TableItem, discriminator="event_marker"):
     """Written in the same transaction as an event's counter deltas: its existence means "counted"."""
 
@@ -310,5 +334,63 @@ def next_sequence_value(name: str) -> int:
     return int(sequence.value)
 
 
-def transaction() -> TransactWrite:
-    return TransactWrite(connection=TableItem._get_connection().connection)
+class Transaction(TransactWrite):
+    """A TransactWrite that sends its items in the order they were added, each with a tag.
+
+    DynamoDB gives one cancellation reason per item, by position, and nothing else that names the
+    item. PynamoDB's own TransactWrite regroups items (condition checks, deletes, puts, updates)
+    before sending them, so reading reasons back would depend on that private order; here the
+    order is ours, and `reasons` refuses to guess when the answer does not fit the request.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        super().__init__(connection=connection)
+        self.items: list[dict[str, Any]] = []
+        self.tags: list[Any] = []
+
+    def _add(self, operation: str, kwargs: dict[str, Any], tag: Any) -> None:
+        self.items.append({operation: kwargs})
+        self.tags.append(tag)
+
+    def condition_check(  # type: ignore[override]
+        self, model_cls: type[TableItem], hash_key: str, range_key: str, condition: Any, *, tag: Any = None
+    ) -> None:
+        kwargs = model_cls.get_operation_kwargs_from_class(hash_key, range_key=range_key, condition=condition)
+        self._add(TRANSACT_CONDITION_CHECK, kwargs, tag)
+
+    def delete(self, model: TableItem, condition: Any = None, *, tag: Any = None) -> None:  # type: ignore[override]
+        self._add(TRANSACT_DELETE, model.get_delete_kwargs_from_instance(condition=condition), tag)
+
+    def save(self, model: TableItem, condition: Any = None, *, tag: Any = None) -> None:  # type: ignore[override]
+        self._add(TRANSACT_PUT, model.get_save_kwargs_from_instance(condition=condition), tag)
+
+    def update(  # type: ignore[override]
+        self, model: TableItem, actions: list[Any], condition: Any = None, *, tag: Any = None
+    ) -> None:
+        kwargs = model.get_update_kwargs_from_instance(actions=actions, condition=condition)
+        self._add(TRANSACT_UPDATE, kwargs, tag)
+
+    def _commit(self) -> Any:
+        try:
+            return self._connection.dispatch(TRANSACT_WRITE_ITEMS, {TRANSACT_ITEMS: self.items})
+        except (BotoCoreError, ClientError) as error:
+            raise TransactWriteError("Failed to write transaction items", error) from error
+
+    def reasons(self, error: TransactWriteError) -> list[tuple[Any, str]]:
+        """(tag, reason code) for each item of the cancelled request; "None" where an item was fine."""
+        reasons = error.cancellation_reasons
+        if not reasons:
+            return []  # not a cancellation (throttled, ...): no item is named
+        if len(reasons) != len(self.items):
+            raise TransactionMismatch(f"{len(reasons)} cancellation reasons for {len(self.items)} items")
+        return [
+            (tag, reason.code if reason else "None") for tag, reason in zip(self.tags, reasons, strict=True)
+        ]
+
+
+class TransactionMismatch(RuntimeError):
+    """DynamoDB's cancellation reasons do not fit the request: nothing can be concluded from them."""
+
+
+def transaction() -> Transaction:
+    return Transaction(connection=TableItem._get_connection().connection)

@@ -10,6 +10,7 @@ from pixel_core.models import (
     DOMAIN_PREFIX,
     DomainItem,
     PixelItem,
+    Transaction,
     find,
     next_sequence_value,
     pixel_partition,
@@ -49,10 +50,11 @@ def add_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -> D
                 PixelItem(*PixelItem.key(pixel_id)),
                 actions=[PixelItem.domains.add({domain})],
                 condition=PixelItem.tenant_id == pixel.tenant_id,
+                tag=PixelItem,
             )
-            tx.save(item, condition=DomainItem.pk.does_not_exist())
+            tx.save(item, condition=DomainItem.pk.does_not_exist(), tag=DomainItem)
     except TransactWriteError as error:
-        explained = _explained(error, pixel_id, domain, missing_domain=False)
+        explained = _explained(tx, error, pixel_id, domain, missing_domain=False)
         if explained is error:
             raise  # not a failed condition (throttling, ...): keep the whole cause for the log
         raise explained from None
@@ -69,10 +71,15 @@ def remove_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -
                 PixelItem(*PixelItem.key(pixel_id)),
                 actions=[PixelItem.domains.delete({domain})],
                 condition=PixelItem.tenant_id == pixel.tenant_id,
+                tag=PixelItem,
             )
-            tx.delete(DomainItem(*DomainItem.key(pixel_id, domain)), condition=DomainItem.pk.exists())
+            tx.delete(
+                DomainItem(*DomainItem.key(pixel_id, domain)),
+                condition=DomainItem.pk.exists(),
+                tag=DomainItem,
+            )
     except TransactWriteError as error:
-        explained = _explained(error, pixel_id, domain, missing_domain=True)
+        explained = _explained(tx, error, pixel_id, domain, missing_domain=True)
         if explained is error:
             raise
         raise explained from None
@@ -80,13 +87,14 @@ def remove_domain(principal: Principal, pixel_id: int, raw_domain: str | None) -
     return domain
 
 
-def _explained(error: TransactWriteError, pixel_id: int, domain: str, *, missing_domain: bool) -> Exception:
-    """Which condition cancelled the transaction. PynamoDB sends a transaction's items grouped as
-    condition checks, deletes, puts, updates, so the reasons come as [domain, pixel] here."""
-    domain_reason, pixel_reason = error.cancellation_reasons or [None, None]
-    if pixel_reason is not None and pixel_reason.code == "ConditionalCheckFailed":
+def _explained(
+    tx: Transaction, error: TransactWriteError, pixel_id: int, domain: str, *, missing_domain: bool
+) -> Exception:
+    """Which condition cancelled the transaction: the pixel's (gone, or another tenant's) or the domain's."""
+    failed = {tag for tag, code in tx.reasons(error) if code == "ConditionalCheckFailed"}
+    if PixelItem in failed:
         return PixelNotFound(pixel_id)
-    if domain_reason is not None and domain_reason.code == "ConditionalCheckFailed":
+    if DomainItem in failed:
         return (
             NotFound(f"Domain {domain} not found for this pixel")
             if missing_domain

@@ -15,7 +15,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
@@ -23,7 +22,15 @@ from pynamodb.expressions.update import Action
 
 from pixel_core.config import settings
 from pixel_core.events import PixelEvent
-from pixel_core.models import PixelItem, PublishedMarkerItem, TotalsItem, find, transaction
+from pixel_core.models import (
+    MARKER_TTL,
+    PixelItem,
+    PublishedMarkerItem,
+    TotalsItem,
+    find,
+    too_old_to_deduplicate,
+    transaction,
+)
 from pixel_core.observability import logger
 from pixel_core.tokens import TokenDecryptionError, decrypt_access_token
 
@@ -32,7 +39,6 @@ MAX_EVENT_AGE_SECONDS = 7 * 86_400  # Meta rejects the whole request if one even
 REQUEST_TIMEOUT_SECONDS = 1.5
 ATTEMPTS = 3
 INVALID_TOKEN_CODES = frozenset({190})  # OAuthException: the token is invalid or expired
-MARKER_TTL = timedelta(days=15)
 _MARKERS_PER_TRANSACTION = 99  # plus the totals update: DynamoDB's limit of 100
 
 
@@ -130,7 +136,10 @@ def _publish_pixel(pixel_id: int, events: list[PixelEvent], now: float, outcome:
     if pixel is None or not pixel.publishing_enabled:
         outcome.skipped += len(events)  # deleted, or turned off after intake: nothing to send
         return
-    done = _already_published(pixel_id, events)
+    # Back after its published marker may have expired: neither sent (far past Meta's 7 days) nor
+    # counted as expired a second time.
+    too_old = {event.event_id for event in events if too_old_to_deduplicate(event.received_at, now)}
+    done = _already_published(pixel_id, events) | too_old
     outcome.skipped += len(done)
     pending = [event for event in events if event.event_id not in done]
     expired = [event for event in pending if now - event.event_time > MAX_EVENT_AGE_SECONDS]
@@ -211,7 +220,7 @@ def _record(pixel_id: int, events: list[PixelEvent], now: float, *, expired: boo
                         marker = PublishedMarkerItem(
                             *PublishedMarkerItem.key(pixel_id, event.event_id), expires_at=MARKER_TTL
                         )
-                        tx.save(marker, condition=PublishedMarkerItem.pk.does_not_exist())
+                        tx.save(marker, condition=PublishedMarkerItem.pk.does_not_exist(), tag=event.event_id)
                     counter = TotalsItem.events_expired if expired else TotalsItem.events_published
                     actions: list[Action] = [
                         counter.add(len(remaining)),
@@ -222,14 +231,10 @@ def _record(pixel_id: int, events: list[PixelEvent], now: float, *, expired: boo
                     tx.update(TotalsItem(*TotalsItem.key(pixel_id)), actions=actions)
                 break
             except TransactWriteError as error:
-                reasons = [reason.code if reason else "None" for reason in error.cancellation_reasons or []]
-                # Puts come before updates in the request, so reasons[i] is remaining[i]'s marker.
-                taken = {
-                    i for i, code in enumerate(reasons[: len(remaining)]) if code == "ConditionalCheckFailed"
-                }
+                taken = {tag for tag, code in tx.reasons(error) if code == "ConditionalCheckFailed"}
                 if not taken:
                     raise
-                remaining = [event for i, event in enumerate(remaining) if i not in taken]
+                remaining = [event for event in remaining if event.event_id not in taken]
 
 
 def _error_code(data: bytes) -> int | None:
