@@ -51,6 +51,11 @@ MAX_RETRIES = 6
 type Key = tuple[str, str]
 
 
+def retry_delay(retries: int) -> float:
+    """Seconds to wait before retry number `retries` (from 1) of a transaction: exponential, jittered."""
+    return min(2.0, 0.05 * 2**retries) * random.uniform(0.5, 1.0)  # noqa: S311  # jitter, not crypto
+
+
 class CountingFailed(RuntimeError):
     """The batch could not be committed; it is retried whole (markers keep that exact)."""
 
@@ -162,7 +167,7 @@ def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]
             )
             if retryable and retries < MAX_RETRIES:
                 retries += 1
-                sleep(min(2.0, 0.05 * 2**retries) * random.uniform(0.5, 1.0))  # noqa: S311  # jitter, not crypto
+                sleep(retry_delay(retries))
                 continue
             codes = [code for _write, code in reasons]
             raise CountingFailed(f"transaction failed: {error.cause_response_code} {codes}") from error
