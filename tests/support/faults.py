@@ -16,7 +16,6 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 
-from pixel_core.models import TableItem
 
 
 class _Raw:
@@ -101,6 +100,9 @@ def inject(backoff_sleeps) -> Iterator[Callable[..., Fault]]:
 
 def dynamodb_client() -> Any:
     """The botocore client every PynamoDB model of the table uses."""
+    # Imported here: this plugin loads before conftest sets the environment that settings read.
+    from pixel_core.models import TableItem
+
     return TableItem._get_connection().connection.client
 
 

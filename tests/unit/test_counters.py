@@ -301,13 +301,35 @@ def test_a_large_batch_is_split_into_transactions_of_at_most_100_items(table, mo
         assert stored_counters(pixel_id) == expected_counters([e for e in batch if e.pixel_id == pixel_id])
 
 
-def test_markers_carry_a_ttl(table):
+def test_markers_carry_a_ttl_past_the_redelivery_window(table):
     pixel_id = new_pixel()
     one = event(pixel_id)
     count_events([one])
     marker = EventMarkerItem.get(*EventMarkerItem.key(pixel_id, one.event_id))
     assert marker.expires_at is not None
-    assert (marker.expires_at - utc_now()).days >= 14
+    assert marker.expires_at - utc_now() > models.REDELIVERY_WINDOW
+
+
+def test_a_message_redriven_from_the_dead_letter_queue_weeks_later_still_counts_once(table):
+    # Given an event counted when it arrived
+    pixel_id = new_pixel()
+    one = event(pixel_id, md5=visitor(1))
+    count_events([one], now=one.received_at + 60)
+    # When its message comes back at the end of the redelivery window (queue, DLQ, redrive)
+    late = one.received_at + models.REDELIVERY_WINDOW.total_seconds()
+    again = count_events([one], now=late)
+    # Then its marker still exists and it is not counted again
+    assert (again.counted, again.duplicates, again.too_old) == (0, 1, 0)
+    assert stored_counters(pixel_id) == expected_counters([one])
+
+
+def test_a_message_back_after_its_marker_may_have_expired_is_refused_as_too_old_not_counted_again(table):
+    pixel_id = new_pixel()
+    one = event(pixel_id)
+    count_events([one], now=one.received_at + 60)
+    outcome = count_events([one], now=one.received_at + models.MARKER_TTL.total_seconds())
+    assert (outcome.counted, outcome.duplicates, outcome.too_old) == (0, 0, 1)
+    assert stored_counters(pixel_id) == expected_counters([one])
 
 
 def test_stats_reads_days_domains_and_distinct_visitors_over_a_range(table):

@@ -1,10 +1,12 @@
 """What template.yaml promises about the pipeline, read from the template itself."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from pixel_core import models
 from pixel_core.clock import utc_now
 from pixel_core.models import PixelItem, TotalsItem
 
@@ -232,3 +234,19 @@ def test_the_graphql_function_writes_out_its_tunables_at_the_defaults_the_code_u
     for name, field in tunables.items():
         changed = load_settings({name: "7"})
         assert getattr(changed, field) == 7, name
+
+
+@pytest.mark.parametrize(
+    ("queue_id", "dead_letter_queue_id"),
+    [("EventsQueue", "EventsDeadLetterQueue"), ("PublishQueue", "PublishDeadLetterQueue")],
+)
+def test_markers_outlive_every_way_a_message_of_the_template_can_come_back(
+    resources, queue_id, dead_letter_queue_id
+):
+    # A message lives its queue's retention, then the dead-letter queue's, then the queue's again
+    # after a redrive (a moved message starts a new retention period).
+    queue_days = resources[queue_id]["Properties"]["MessageRetentionPeriod"] / 86_400
+    dead_letter_days = resources[dead_letter_queue_id]["Properties"]["MessageRetentionPeriod"] / 86_400
+    comes_back_within = timedelta(days=queue_days + dead_letter_days + queue_days)
+    assert comes_back_within <= models.REDELIVERY_WINDOW
+    assert models.MARKER_TTL - models.REDELIVERY_WINDOW >= timedelta(days=1)  # margin for clock skew
