@@ -17,7 +17,6 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 
 
-
 class _Raw:
     """What botocore reads an HTTP response body from."""
 
