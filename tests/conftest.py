@@ -11,9 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from devtools import iam_recorder
 from devtools.fake_aws import use_fake_aws
 
 use_fake_aws()
+# Every AWS call a function's code makes in this session, for tests/unit/test_iam_policies.py.
+IAM_SESSION_CALLS = iam_recorder.Recorder()
+iam_recorder.start(IAM_SESSION_CALLS)
 for _name, _value in {
     "TABLE_NAME": "pixel-gateway-test",
     "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-test-EventsQueue",
@@ -31,6 +35,7 @@ from graphql import graphql_sync  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from devtools.dynamodb_local import DynamoDBLocal  # noqa: E402
+from devtools.functions import register_template_functions  # noqa: E402
 from devtools.provision import ProvisionedResources, provision  # noqa: E402
 from devtools.template import load_template  # noqa: E402
 from pixel_core import auth  # noqa: E402
@@ -43,6 +48,18 @@ CLIENT_IP = "203.0.113.7"
 USER_AGENT = "Mozilla/5.0 (pytest)"
 AWS_KMS_ENDPOINT = "https://kms.us-east-1.amazonaws.com"
 _table_numbers = itertools.count(1)
+register_template_functions()  # calls from a function's code folder are that function's
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``run_last`` (the IAM check over the whole session's calls) run after the rest."""
+    items.sort(key=lambda item: bool(getattr(getattr(item, "function", None), "run_last", False)))
+
+
+@pytest.fixture(scope="session")
+def iam_session_calls() -> iam_recorder.Recorder:
+    """What the functions' code called in AWS so far in this session (see devtools/iam_recorder.py)."""
+    return IAM_SESSION_CALLS
 
 
 @pytest.fixture(autouse=True)
@@ -152,7 +169,8 @@ def gql() -> Any:
 
     def execute(query: str, variables: dict[str, Any] | None = None, authorization: str | None = None) -> Any:
         context = {"authorization": authorization, "client_ip": CLIENT_IP, "user_agent": USER_AGENT}
-        return graphql_sync(schema, query, variable_values=variables, context_value=context)
+        with iam_recorder.acting_as("GraphQLFunction"):
+            return graphql_sync(schema, query, variable_values=variables, context_value=context)
 
     return execute
 
@@ -227,7 +245,9 @@ def _sqs_function(aws: ProvisionedResources, sqs: Any, template: dict[str, Any],
     def drain(max_polls: int = 1000) -> int:
         handled = 0
         for _ in range(max_polls):
-            received = source.poll_once()
+            # Lambda's poller, with the function's role: SAM grants it for `Type: SQS` events.
+            with iam_recorder.acting_as(iam_recorder.event_source_of(function_id)):
+                received = source.poll_once()
             if received == 0:
                 return handled
             handled += received
