@@ -8,6 +8,11 @@ tested with their real HTTP stack: timeouts, status codes and Graph API error bo
         send_events(f"{meta.base_url}/v21.0/1234/events", token)
         assert meta.events() == [...]
 
+Answers can also be slow (``delay_seconds``, to provoke client timeouts), hang up without answering
+(``Answer.hang_up()``, a connection error), refuse only some events (``Answer.refusing(event_id)``:
+a code-100 answer naming the first such event as ``data[N]``, a 200 for requests without one), and
+run something while the client waits (``while_in_flight``: a token replaced, a second publisher).
+
 The fake checks routing, the access token's presence and the payload's shape first (as Meta does);
 only requests that pass get a scripted or default answer, so a malformed request never uses up a
 scripted answer. ``GET /__received`` shows what arrived, for ``make dev`` users with ``curl``; it,
@@ -28,7 +33,8 @@ import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -48,6 +54,13 @@ class Answer:
     status: int = 200
     body: dict[str, Any] | None = None
     delay_seconds: float = 0.0  # sleep before answering (to provoke client timeouts)
+    # Close the connection without answering: the client sees a connection error.
+    hangs_up: bool = False
+    # Requests holding one of these events are refused (Meta's code 100); others get this answer.
+    refused_event_ids: frozenset[str] = frozenset()
+    names_refused_event: bool = True  # the refusal names the event as data[N], as Meta can
+    # Called in the server's thread once the request arrived, before answering (and any delay).
+    while_in_flight: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 100 <= self.status <= 599:
@@ -81,6 +94,40 @@ class Answer:
     def invalid_parameter(message: str = "Invalid parameter") -> Answer:
         return Answer(400, _graph_error(message, code=100))
 
+    @staticmethod
+    def hang_up() -> Answer:
+        return Answer(hangs_up=True)
+
+    @staticmethod
+    def refusing(*event_ids: str, names_event: bool = True) -> Answer:
+        """Refuses requests holding any of `event_ids` with Meta's code-100 answer; accepts the others."""
+        return Answer(refused_event_ids=frozenset(event_ids), names_refused_event=names_event)
+
+    def for_request(self, body: dict[str, Any]) -> Answer:
+        """The answer to this request: a refusal if it holds a refused event, else this answer."""
+        if not self.refused_event_ids:
+            return self
+        data = body.get("data", [])
+        index = next(
+            (n for n, event in enumerate(data) if event.get("event_id") in self.refused_event_ids), None
+        )
+        if index is None:
+            return replace(self, refused_event_ids=frozenset())
+        where = f"data[{index}]: " if self.names_refused_event else ""
+        return replace(
+            self,
+            status=400,
+            body=_graph_error(
+                "Invalid parameter",
+                code=100,
+                error_subcode=2804019,
+                is_transient=False,
+                error_user_title="Invalid parameter",
+                error_user_msg=f"{where}The event is invalid.",
+            ),
+            refused_event_ids=frozenset(),
+        )
+
 
 @dataclass(frozen=True)
 class ReceivedRequest:
@@ -91,7 +138,7 @@ class ReceivedRequest:
     access_token: str = field(repr=False)  # kept out of repr: pytest prints reprs of failing asserts
     body: dict[str, Any]
     received_at: float  # time.time() when the request arrived
-    status: int  # what the fake answered (with a delay the client may have given up before it)
+    status: int  # what the fake answered, 0 for none (with a delay the client may have given up before it)
     path: str = ""  # without the query string, which may carry the token
 
     def public(self) -> dict[str, Any]:
@@ -122,6 +169,7 @@ class FakeMeta(LocalServer):
         self._script: deque[Answer] = deque()
         self._default = Answer()
         self._requests: list[ReceivedRequest] = []
+        self._in_flight_errors: list[Exception] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         # Set by stop(): wakes handlers sleeping out a delay, so stop() need not wait for them.
@@ -184,6 +232,11 @@ class FakeMeta(LocalServer):
         """Every event of every request answered with a 2xx, in order (a copy)."""
         with self._lock:
             return copy.deepcopy(_accepted_events(self._requests))
+
+    def in_flight_errors(self) -> list[Exception]:
+        """What the ``while_in_flight`` callables raised (the server thread has no one to tell)."""
+        with self._lock:
+            return list(self._in_flight_errors)
 
     def clear(self) -> None:
         """Forget the received requests (the script and the default answer stay)."""
@@ -313,7 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif (problem := _check_payload(body)) is not None:
             answer = _invalid(problem)
         else:
-            answer = fake._next_answer()
+            answer = fake._next_answer().for_request(body)
 
         # Recorded on arrival, before any delay: tests can see the request while the client still waits,
         # and a request whose client timed out still counts as delivered, as it may at Meta.
@@ -324,12 +377,21 @@ class _Handler(BaseHTTPRequestHandler):
                 access_token=token,
                 body=body,
                 received_at=received_at,
-                status=answer.status,
+                status=0 if answer.hangs_up else answer.status,
                 path=url.path,
             )
         )
+        if answer.while_in_flight is not None:
+            try:
+                answer.while_in_flight()
+            except Exception as error:  # kept for the test: nobody sees this thread fail
+                with fake._lock:
+                    fake._in_flight_errors.append(error)
         if answer.delay_seconds:
             fake._stopping.wait(answer.delay_seconds)
+        if answer.hangs_up:
+            self.close_connection = True
+            return  # nothing written: the client's read fails when the socket closes
         self._send(answer.status, _answer_body(answer, body))
 
     def _read_body(self) -> dict[str, Any]:

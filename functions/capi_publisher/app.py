@@ -1,8 +1,10 @@
 """Lambda entry point of the CAPI publisher: SQS batch of publishable events -> Meta.
 
-Events are sent grouped by pixel (pixel_core.publishing). Events that could not be published
-(Meta down after the retries, a refused token) are reported as batch item failures: SQS
-redelivers them, and after five receives moves them to the dead-letter queue.
+Events are sent grouped by pixel (pixel_core.publishing), within the invocation's time. Events of a
+pixel without a usable token are held (put back on the queue, delayed, as new messages) and their
+originals acknowledged. Events that could not be published yet (Meta down after the retries, not
+tried for lack of time) and unreadable messages are reported as batch item failures: SQS redelivers
+them, and after five receives moves them to the dead-letter queue.
 """
 
 from typing import Any
@@ -16,7 +18,9 @@ from pixel_core.events import PixelEvent
 from pixel_core.observability import count, logger, metrics
 from pixel_core.publishing import publish
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record fails is answered with all of them as failures, not an exception:
+# SQS treats both alike, and the function's error alarm stays for the function's own errors.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class NotPublished(Exception):
@@ -34,7 +38,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
             parsed[record["messageId"]] = PixelEvent.from_message(record["body"])
         except ValueError:
             logger.warning("Unreadable publish message", extra={"message_id": record["messageId"]})
-    outcome = publish(parsed.values())
+    outcome = publish(
+        parsed.values(), remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000
+    )
 
     def verdict(record: SQSRecord) -> None:
         # Second pass through Powertools, so that it builds the partial batch response.
@@ -46,17 +52,24 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
         processor.process()
     count("EventsPublished", outcome.published)
     count("EventsExpired", outcome.expired)
+    count("EventsRejected", outcome.rejected)
+    count("EventsHeld", len(outcome.held))
     count("PublishFailures", len(outcome.failed))
+    count("UnreadableMessages", len(event["Records"]) - len(parsed))
     count("MetaRequests", outcome.requests)
     logger.info(
         "Batch published",
         extra={
             "records": len(event["Records"]),
+            "unreadable": len(event["Records"]) - len(parsed),
             "published": outcome.published,
             "expired": outcome.expired,
+            "rejected": outcome.rejected,
+            "held": len(outcome.held),
             "skipped": outcome.skipped,
             "failed": len(outcome.failed),
             "requests": outcome.requests,
+            "out_of_time": outcome.out_of_time,
         },
     )
     return processor.response()

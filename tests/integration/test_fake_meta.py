@@ -429,3 +429,65 @@ def test_received_request_is_a_frozen_value() -> None:
 
     with pytest.raises(AttributeError):
         received.status = 500  # type: ignore[misc]
+
+
+def test_refusing_answers_code_100_naming_the_refused_event_and_accepts_requests_without_it(
+    meta: FakeMeta,
+) -> None:
+    # Given a fake that refuses event "bad" wherever it appears
+    meta.always(Answer.refusing("bad"))
+    # When a request holds it as its third event, and another request does not hold it
+    refused_status, refused = post_events(
+        meta, [event(event_id="a"), event(event_id="b"), event(event_id="bad")]
+    )
+    accepted_status, accepted = post_events(meta, [event(event_id="a"), event(event_id="b")])
+    # Then the first is Meta's code-100 answer naming data[2], and only the second's events are kept
+    assert refused_status == 400
+    assert refused["error"]["code"] == 100
+    assert refused["error"]["is_transient"] is False
+    assert "data[2]" in refused["error"]["error_user_msg"]
+    assert (accepted_status, accepted["events_received"]) == (200, 2)
+    assert [e["event_id"] for e in meta.events()] == ["a", "b"]
+    assert [r.status for r in meta.requests()] == [400, 200]
+
+
+def test_refusing_without_naming_the_event_gives_no_index_in_the_answer(meta: FakeMeta) -> None:
+    meta.always(Answer.refusing("bad", names_event=False))
+    status, body = post_events(meta, [event(event_id="a"), event(event_id="bad")])
+    assert status == 400
+    assert body["error"]["code"] == 100
+    assert "data[" not in json.dumps(body)
+
+
+def test_a_hang_up_closes_the_connection_without_an_answer_and_is_recorded_with_status_0(
+    meta: FakeMeta,
+) -> None:
+    # Given a fake that hangs up on the first request
+    meta.script(Answer.hang_up())
+    # When a client posts
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        post_events(meta, [event()])
+    # Then the request arrived, unanswered, and the next one is answered as usual
+    assert [r.status for r in meta.requests()] == [0]
+    assert post_events(meta, [event()])[0] == 200
+
+
+def test_while_in_flight_runs_after_the_request_arrived_and_before_the_answer_and_keeps_its_errors(
+    meta: FakeMeta,
+) -> None:
+    # Given an answer that notes how many requests had arrived when it ran, and one that raises
+    seen: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("in the server thread")
+
+    meta.script(
+        Answer(while_in_flight=lambda: seen.append(len(meta.requests()))), Answer(while_in_flight=broken)
+    )
+    # When two requests are answered
+    first = post_events(meta, [event()])[0]
+    second = post_events(meta, [event()])[0]
+    # Then the first ran with its request recorded, and the error of the second is kept for the test
+    assert (first, second) == (200, 200)
+    assert seen == [1]
+    assert [str(error) for error in meta.in_flight_errors()] == ["in the server thread"]

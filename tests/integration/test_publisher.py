@@ -153,15 +153,15 @@ def test_an_invalid_token_answer_sets_api_error_code_and_disconnects_until_repla
     pixel = PixelItem.get(*PixelItem.key(PIXEL))
     assert (pixel.api_error_code, pixel.token_rejected) == (190, True)
     assert int(totals().events_published) == 0
-    # The event is not lost: it waits on the publish queue (then its dead-letter queue) for a new token
+    # The event is not lost: it waits on the publish queue, as a new delayed message, for a new token
     attributes = sqs.get_queue_attributes(QueueUrl=aws.queue_urls["PublishQueue"], AttributeNames=["All"])[
         "Attributes"
     ]
     assert (
-        int(attributes["ApproximateNumberOfMessagesNotVisible"])
-        + int(attributes["ApproximateNumberOfMessages"])
-        == 1
-    )
+        int(attributes["ApproximateNumberOfMessagesDelayed"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+        int(attributes["ApproximateNumberOfMessages"]),
+    ) == (1, 0, 0)
     # And a replaced token reconnects the pixel
     setup_pixel(
         app.tenant_id,

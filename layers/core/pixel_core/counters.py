@@ -53,7 +53,7 @@ type Key = tuple[str, str]
 
 def retry_delay(retries: int) -> float:
     """Seconds to wait before retry number `retries` (from 1) of a transaction: exponential, jittered."""
-    return min(2.0, 0.05 * 2**retries) * random.uniform(0.5, 1.0)  # noqa: S311  # jitter, not crypto
+    return min(2.0, 0.05 * 2.0**retries) * random.uniform(0.5, 1.0)  # noqa: S311  # jitter, not crypto
 
 
 class CountingFailed(RuntimeError):

@@ -178,6 +178,7 @@ class TotalsItem(TableItem, discriminator="totals"):
     events_published = NumberAttribute(default=0)
     last_published_at = NumberAttribute(null=True)
     events_expired = NumberAttribute(default=0)  # too old for Meta: not sent
+    events_rejected = NumberAttribute(default=0)  # refused by Meta for a fault of their own: not retried
 
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:
