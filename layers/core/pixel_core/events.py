@@ -28,13 +28,30 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pixel_core.strict_json import is_strict_json
+
 FORMAT_VERSION = 1
 PAGE_VIEW = "PageView"
 MAX_MESSAGE_BYTES = 64 * 1024
+# Every limit and pattern of the message, once: intake checks what it builds against the same rules
+# the consumers read with (`PixelEvent.checked`), so no message is accepted that cannot be counted.
+# Patterns are always matched whole (fullmatch): `$` alone would let a trailing newline through.
+EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MD5 = re.compile(r"[0-9a-f]{32}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_EVENT_NAME_LENGTH = 128
+MAX_TENANT_ID_LENGTH = 128
+MAX_DOMAIN_LENGTH = 253  # DNS's limit on a name
+MAX_REASON_LENGTH = 512  # `dropped` and `unpublishable`; intake cuts longer reasons (`reason_text`)
+MAX_CLIENT_IP_LENGTH = 64
+MAX_USER_AGENT_LENGTH = 1024  # intake cuts longer ones
 MAX_URL_LENGTH = 2048
-_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_MD5 = re.compile(r"^[0-9a-f]{32}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_CUSTOM_DATA_BYTES = 8 * 1024
+MAX_CUSTOM_DATA_DEPTH = 10
+
+
+def reason_text(reason: str) -> str:
+    return reason if len(reason) <= MAX_REASON_LENGTH else reason[: MAX_REASON_LENGTH - 3] + "..."
 
 
 class InvalidEventMessage(ValueError):
@@ -71,7 +88,13 @@ class PixelEvent:
     def to_message(self) -> str:
         body = asdict(self)
         body["pixel_id"] = str(self.pixel_id)
-        return json.dumps({"v": FORMAT_VERSION, **body}, separators=(",", ":"))
+        return json.dumps({"v": FORMAT_VERSION, **body}, separators=(",", ":"), allow_nan=False)
+
+    def checked(self) -> "PixelEvent":
+        """This event as the consumers will read it, or InvalidEventMessage naming the field at fault."""
+        if not is_strict_json(asdict(self)):
+            raise InvalidEventMessage("not strict JSON: NaN, Infinity or a lone surrogate")
+        return self.from_message(self.to_message())
 
     @classmethod
     def from_message(cls, body: str) -> "PixelEvent":
@@ -84,21 +107,21 @@ class PixelEvent:
         if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
             raise InvalidEventMessage("not a version 1 event message")
         return cls(
-            event_id=_matching(data, "event_id", _EVENT_ID),
-            event_name=_text(data, "event_name", 64),
+            event_id=_matching(data, "event_id", EVENT_ID),
+            event_name=_text(data, "event_name", MAX_EVENT_NAME_LENGTH),
             pixel_id=_pixel_id(data.get("pixel_id")),
-            tenant_id=_text(data, "tenant_id", 128),
+            tenant_id=_text(data, "tenant_id", MAX_TENANT_ID_LENGTH),
             event_time=_number(data, "event_time", int),
             received_at=_number(data, "received_at", float),
-            domain=_optional_text(data, "domain", 253),
-            visitor_md5=_optional_matching(data, "visitor_md5", _MD5),
-            email_sha256=_optional_matching(data, "email_sha256", _SHA256),
-            dropped=_optional_text(data, "dropped", 256),
-            client_ip=_optional_text(data, "client_ip", 64),
-            user_agent=_optional_text(data, "user_agent", 1024),
+            domain=_optional_text(data, "domain", MAX_DOMAIN_LENGTH),
+            visitor_md5=_optional_matching(data, "visitor_md5", MD5),
+            email_sha256=_optional_matching(data, "email_sha256", SHA256),
+            dropped=_optional_text(data, "dropped", MAX_REASON_LENGTH),
+            client_ip=_optional_text(data, "client_ip", MAX_CLIENT_IP_LENGTH),
+            user_agent=_optional_text(data, "user_agent", MAX_USER_AGENT_LENGTH),
             event_source_url=_optional_text(data, "event_source_url", MAX_URL_LENGTH),
             custom_data=_optional_object(data, "custom_data"),
-            unpublishable=_optional_text(data, "unpublishable", 256),
+            unpublishable=_optional_text(data, "unpublishable", MAX_REASON_LENGTH),
         )
 
 
@@ -115,7 +138,7 @@ def _optional_text(data: dict[str, Any], name: str, max_length: int) -> str | No
 
 def _matching(data: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     value = data.get(name)
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise InvalidEventMessage(f"{name}: malformed")
     return value
 

@@ -14,6 +14,7 @@ from pynamodb.exceptions import UpdateError
 
 from pixel_core.domain_names import is_same_or_subdomain
 from pixel_core.errors import BadRequest, NotFound, PixelNotFound
+from pixel_core.events import MAX_EVENT_NAME_LENGTH
 from pixel_core.models import PixelItem, TenantItem, find, is_condition_failure
 from pixel_core.pixel_domains import cleaned
 from pixel_core.pixel_ids import InvalidPixelIdError, parse_pixel_id
@@ -21,7 +22,6 @@ from pixel_core.pixels import forget_recent_pixels
 
 EVENT_FILTER_STATES = frozenset({"PUBLISH", "DROP"})
 DOMAIN_FILTER_STATES = frozenset({"ALLOW", "DROP"})
-MAX_EVENT_NAME_LENGTH = 128
 MAX_PIXELS_PER_UPDATE = 100
 MAX_FILTERS_PER_ITEM = 500  # keeps a pixel or tenant item far below DynamoDB's 400 KB
 

@@ -9,11 +9,11 @@ import re
 from dataclasses import dataclass
 
 from pixel_core.errors import BadRequest
+from pixel_core.events import MD5
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
-_MD5 = re.compile(r"^[0-9a-f]{32}$")
 # Deliberately loose: one @, something either side, no spaces or control characters.
-_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ def identity_of(email: str | None, md5: str | None) -> VisitorIdentity | None:
     """The visitor's hashes; None for an anonymous pageview. Empty strings count as absent."""
     if email is not None and email.strip():
         normalized = normalized_email(email)
-        if len(normalized) > MAX_EMAIL_LENGTH or not _EMAIL.match(normalized):
+        if len(normalized) > MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(normalized):
             raise BadRequest("Invalid email")
         return VisitorIdentity(
             md5=hashlib.md5(normalized.encode(), usedforsecurity=False).hexdigest(),
@@ -38,7 +38,7 @@ def identity_of(email: str | None, md5: str | None) -> VisitorIdentity | None:
         )
     if md5 is not None and md5.strip():
         candidate = md5.strip().lower()
-        if not _MD5.match(candidate):
+        if not MD5.fullmatch(candidate):
             raise BadRequest("Invalid md5: expected 32 hexadecimal characters")
         return VisitorIdentity(md5=candidate, email_sha256=None)
     return None

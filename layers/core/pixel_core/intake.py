@@ -11,7 +11,6 @@ unpublishable.
 """
 
 import json
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,7 +20,17 @@ from urllib.parse import urlsplit
 from pixel_core.auth import Principal
 from pixel_core.domain_names import is_same_or_subdomain
 from pixel_core.errors import BadRequest
-from pixel_core.events import MAX_URL_LENGTH, PAGE_VIEW, PixelEvent
+from pixel_core.events import (
+    EVENT_ID,
+    MAX_CUSTOM_DATA_BYTES,
+    MAX_CUSTOM_DATA_DEPTH,
+    MAX_URL_LENGTH,
+    MAX_USER_AGENT_LENGTH,
+    PAGE_VIEW,
+    InvalidEventMessage,
+    PixelEvent,
+    reason_text,
+)
 from pixel_core.filters import event_name_of, verdict
 from pixel_core.identity import identity_of
 from pixel_core.models import PixelItem, TenantItem, VisitorItem, find
@@ -34,11 +43,8 @@ from pixel_core.strict_json import is_strict_json
 USER_FOUND = "User Found"
 USER_NOT_FOUND = "User Not Found"
 ANONYMOUS = "Success"
-MAX_CUSTOM_DATA_BYTES = 8 * 1024
-MAX_CUSTOM_DATA_DEPTH = 10
 MAX_EVENT_AGE_SECONDS = 90 * 86_400  # older events are refused; Meta takes only the last 7 days
 MAX_CLOCK_SKEW_SECONDS = 3_600
-_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +116,17 @@ def accept_event(principal: Principal, request: TrackRequest, client: Client) ->
         domain=host,
         visitor_md5=identity.md5 if identity else None,
         email_sha256=identity.email_sha256 if identity else None,
-        dropped=drop_reason(pixel, tenant, host),
+        dropped=_reason(drop_reason(pixel, tenant, host)),
         client_ip=client.ip,
-        user_agent=client.user_agent[:1024] if client.user_agent else None,
+        user_agent=client.user_agent[:MAX_USER_AGENT_LENGTH] if client.user_agent else None,
         event_source_url=url,
         custom_data=_custom_data(request.custom_data),
-        unpublishable=unpublishable_reason(pixel, tenant, event_name),
+        unpublishable=_reason(unpublishable_reason(pixel, tenant, event_name)),
     )
+    try:
+        event = event.checked()  # what the aggregator will read: never accept what it would refuse
+    except InvalidEventMessage as error:
+        raise BadRequest(f"Invalid event: {error}") from None
     if event.dropped:
         enqueue(event)  # counted as dropped by the aggregator
         count("EventsDropped")
@@ -144,10 +154,14 @@ def accept_pageview(
     return accept_event(principal, request, client)
 
 
+def _reason(reason: str | None) -> str | None:
+    return None if reason is None else reason_text(reason)
+
+
 def _event_id(client_event_id: str | None) -> str:
     if client_event_id is None or client_event_id == "":
         return str(uuid.uuid4())
-    if not _EVENT_ID.match(client_event_id):
+    if not EVENT_ID.fullmatch(client_event_id):
         raise BadRequest("Invalid eventId: 1-128 characters of letters, digits and . _ : -")
     return client_event_id
 

@@ -15,7 +15,7 @@ from pixel_core.pixel_ids import InvalidPixelIdError, parse_pixel_id
 from pixel_core.pixels import MAX_NAME_LENGTH, clean_name, delete_pixel, forget_recent_pixels
 from pixel_core.tokens import encrypt_access_token
 
-_API_VERSION = re.compile(r"^v\d{1,3}\.\d{1,2}$")
+_API_VERSION = re.compile(r"v\d{1,3}\.\d{1,2}")
 _IDENTIFIER_MAX = 128
 MAX_ACCESS_TOKEN_LENGTH = 4096
 
@@ -57,7 +57,7 @@ class Connection:
         if not isinstance(token, str) or not token.strip() or len(token) > MAX_ACCESS_TOKEN_LENGTH:
             raise BadRequest("Invalid input: accessToken")
         api_version = data.get("api_version")
-        if api_version is not None and not _API_VERSION.match(api_version):
+        if api_version is not None and not _API_VERSION.fullmatch(api_version):
             raise BadRequest("Invalid input: apiVersion must look like v21.0")
         name = data.get("name")
         if name is not None and len(name) > MAX_NAME_LENGTH:
