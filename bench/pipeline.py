@@ -55,6 +55,7 @@ IDENTIFIED_SHARE = 0.6
 DROPPED_SHARE = 0.02
 DAYS = 7
 START = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp())
+COUNTED_AT = START + DAYS * 86_400 + 60  # the workload is counted as it arrives, not years later
 PER = 10_000  # figures are given per this many events
 
 KB = 1024
@@ -127,6 +128,7 @@ def make_workload(count: int, seed: int) -> Workload:
                 event_name=PAGE_VIEW,
                 pixel_id=pixel_id,
                 tenant_id="bench",
+                incarnation=incarnation_of(pixel_id),
                 event_time=int(received_at),  # as intake sets them
                 received_at=round(received_at, 3),
                 domain=domain,
@@ -254,7 +256,7 @@ def _units(size: int) -> int:
 
 
 def item_kind(sk: str) -> str:
-    if sk.startswith("EVENT#"):
+    if sk.startswith(("EVENT#", "DROPPED#")):
         return "event markers"
     if sk.startswith("DV#"):
         return "visitor-day items"
@@ -376,7 +378,18 @@ def fresh_table(endpoint: str, name: str) -> Iterator[Recorder]:
 
 def create_pixels(workload: Workload) -> None:
     for pixel_id, domains in workload.pixels.items():
-        PixelItem.new(pixel_id, "bench", created_at=utc_now(), domains=set(domains)).save()
+        PixelItem.new(
+            pixel_id,
+            "bench",
+            created_at=utc_now(),
+            domains=set(domains),
+            incarnation=incarnation_of(pixel_id),
+        ).save()
+
+
+def incarnation_of(pixel_id: int) -> str:
+    """The bench's pixels have fixed incarnations, so that the workload stays deterministic."""
+    return f"{pixel_id:016x}"[-16:]
 
 
 @dataclass
@@ -402,7 +415,7 @@ def count_aggregated(events: Sequence[PixelEvent], recorder: Recorder, clock: Cl
         for start in range(0, len(events), BATCH_SIZE):
             batch = events[start : start + BATCH_SIZE]
             with clock.measuring():  # around count_events only
-                outcome = count_events(batch)
+                outcome = count_events(batch, now=COUNTED_AT)
             if outcome.counted != len(batch):
                 raise RuntimeError(
                     f"the aggregator counted {outcome.counted} of {len(batch)} events: {outcome}"
@@ -419,7 +432,10 @@ def count_naively(event: PixelEvent) -> None:
     """The baseline: one event, one request per item it touches (see NAIVE_DESCRIPTION)."""
     pixel_id = event.pixel_id
     if not _put_if_new(
-        EventMarkerItem(*EventMarkerItem.key(pixel_id, event.event_id), expires_at=MARKER_TTL)
+        EventMarkerItem(
+            *EventMarkerItem.key(pixel_id, event.event_id, dropped=event.dropped is not None),
+            expires_at=MARKER_TTL,
+        )
     ):
         return  # counted before
     totals = TotalsItem(*TotalsItem.key(pixel_id))
@@ -494,7 +510,7 @@ def stored_counters(client: Any, table: str) -> tuple[Snapshot, int]:
                 fields = (item["pageviews"], item.get("visitors", 0))
             elif sk.startswith("VISITOR#"):
                 fields = (item["first_seen"], item["last_seen"], item["pageviews"])
-            elif sk.startswith(("DV#", "EVENT#")):
+            elif sk.startswith(("DV#", "EVENT#", "DROPPED#")):
                 fields = ()
             else:
                 raise RuntimeError(f"unexpected item {pk} {sk}")
@@ -520,7 +536,9 @@ def expected_counters(events: Sequence[PixelEvent]) -> Snapshot:
     visitors: dict[tuple[int, str], list[int]] = {}
     for event in events:
         pk = f"PIXEL#{event.pixel_id}"
-        expected[(pk, f"EVENT#{event.event_id}")] = ("event_marker",)
+        expected[EventMarkerItem.key(event.pixel_id, event.event_id, dropped=bool(event.dropped))] = (
+            "event_marker",
+        )
         if event.dropped:
             totals[event.pixel_id][1] += 1
             continue

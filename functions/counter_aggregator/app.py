@@ -3,7 +3,7 @@
 Messages that cannot be parsed are reported as partial batch failures (SQS redelivers them, then
 moves them to the dead-letter queue); the rest of the batch is counted in one aggregated pass.
 If counting itself fails, the whole batch fails and is redelivered: the event markers keep the
-counters exact.
+counters exact. What was counted and may be published is then forwarded to the publish queue.
 """
 
 from typing import Any
@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pixel_core.config import settings
-from pixel_core.counters import count_events
+from pixel_core.counters import count_events, events_to_forward
 from pixel_core.events import PixelEvent
 from pixel_core.observability import count, logger, metrics
 from pixel_core.queues import enqueue_all
@@ -35,12 +35,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     with processor(records=event["Records"], handler=parse):
         processor.process()
         # Inside the block: when every record failed, leaving it raises and fails the batch.
-        # Forwarded before counting: a crash in between sends an event twice (the publisher and
-        # Meta deduplicate), never zero times (a counted event is not forwarded on redelivery).
-        publishable = [e for e in parsed if e.dropped is None and e.unpublishable is None]
+        # Counted, then forwarded: a crash in between leaves the events counted and unpublished, and
+        # the redelivery forwards them (events_to_forward), so publishing never outruns counting.
+        outcome = count_events(parsed)
+        publishable = events_to_forward(outcome)
         if publishable:
             enqueue_all(publishable, settings.publish_queue_url)
-        outcome = count_events(parsed)
     count("EventsCounted", outcome.counted)
     count("DuplicatesSkipped", outcome.duplicates)
     count("EventsOrphaned", outcome.orphaned)

@@ -3,7 +3,9 @@
 Runs against moto and Amazon's DynamoDB Local (the `table` fixture).
 """
 
+import dataclasses
 import itertools
+import time
 import uuid
 from collections import Counter, defaultdict
 from contextlib import contextmanager
@@ -16,13 +18,15 @@ from hypothesis import strategies as st
 from pixel_core import counters, models
 from pixel_core.auth import Principal
 from pixel_core.clock import utc_now
-from pixel_core.counters import CountingFailed, count_events
+from pixel_core.counters import CountingFailed, count_events, events_to_forward
 from pixel_core.events import PixelEvent
 from pixel_core.models import (
+    MARKER_TTL,
     DayDomainItem,
     DayItem,
     EventMarkerItem,
     PixelItem,
+    PublishedMarkerItem,
     TableItem,
     TotalsItem,
     TransactionMismatch,
@@ -44,25 +48,39 @@ DAY_2 = DAY_1 + 86_400
 _pixel_numbers = itertools.count(10_000)
 
 
-def new_pixel() -> int:
+_incarnations: dict[int, str | None] = {}
+
+
+def new_pixel(tenant_id: str = "tenant") -> int:
     pixel_id = next(_pixel_numbers)
-    PixelItem.new(pixel_id, "tenant", created_at=utc_now()).save()
+    pixel = PixelItem.new(pixel_id, tenant_id, created_at=utc_now())
+    pixel.save()
+    _incarnations[pixel_id] = pixel.incarnation
     return pixel_id
 
 
 def event(
-    pixel_id: int, *, when: int = DAY_1, domain: str = "a.example", md5: str | None = None, dropped=None
+    pixel_id: int,
+    *,
+    when: int = DAY_1,
+    domain: str = "a.example",
+    md5: str | None = None,
+    dropped=None,
+    event_id: str | None = None,
+    tenant_id: str = "tenant",
 ):
+    """An event as intake would queue it for the pixel as it is now (owner and incarnation)."""
     return PixelEvent(
-        event_id=str(uuid.uuid4()),
+        event_id=event_id or str(uuid.uuid4()),
         event_name="PageView",
         pixel_id=pixel_id,
-        tenant_id="tenant",
+        tenant_id=tenant_id,
         event_time=when,
-        received_at=float(when),
+        received_at=round(time.time(), 3),  # just accepted: far from too old to count
         domain=domain,
         visitor_md5=md5,
         dropped=dropped,
+        incarnation=_incarnations.get(pixel_id),
     )
 
 
@@ -133,7 +151,7 @@ def test_a_batch_is_counted_into_totals_days_domains_and_visitors(table):
     assert stored["dropped"] == 1
     assert stored["days"] == {"2026-11-24": (4, 2), "2026-11-25": (1, 1)}
     totals = TotalsItem.get(*TotalsItem.key(pixel_id))
-    assert totals.last_received_at == DAY_2
+    assert totals.last_received_at == max(e.received_at for e in batch if e.dropped is None)
 
 
 def test_the_same_batch_delivered_three_times_counts_once(table):
@@ -406,3 +424,91 @@ def test_any_delivery_schedule_gives_exact_counters(backend, request):
         ) == sum(visitors for _pageviews, visitors in expected_counters(events)["days"].values())
 
     property()
+
+
+def test_the_same_event_id_sent_to_two_pixels_in_one_batch_is_counted_for_each(table):
+    # Given one order id used by two pixels of two tenants (one may even reuse the other's ids)
+    first, second = new_pixel("tenant"), new_pixel("other-tenant")
+    batch = [event(first, event_id="order-42"), event(second, event_id="order-42", tenant_id="other-tenant")]
+    # When both come in one batch
+    outcome = count_events(batch)
+    # Then each pixel counts its own
+    assert (outcome.counted, outcome.duplicates) == (2, 0)
+    assert stored_counters(first)["received"] == stored_counters(second)["received"] == 1
+
+
+def test_events_of_a_pixel_deleted_and_set_up_again_are_orphaned_not_counted_into_the_new_one(table):
+    # Given events queued for pixel P, then P deleted and set up again by another tenant
+    pixel_id = new_pixel("tenant-a")
+    old_events = [event(pixel_id, md5=visitor(1), tenant_id="tenant-a") for _ in range(3)]
+    PixelItem(*PixelItem.key(pixel_id)).delete()
+    PixelItem.new(pixel_id, "tenant-b", created_at=utc_now()).save()
+    _incarnations[pixel_id] = PixelItem.get(*PixelItem.key(pixel_id)).incarnation
+    new_event = event(pixel_id, md5=visitor(2), tenant_id="tenant-b")
+    # When the old events (redriven, say) and a new one are counted together
+    outcome = count_events([*old_events, new_event])
+    # Then only the new incarnation's event is counted; the others are orphaned
+    assert (outcome.counted, outcome.orphaned) == (1, 3)
+    assert stored_counters(pixel_id) == expected_counters([new_event])
+
+
+def test_an_event_of_the_right_pixel_id_but_another_owner_is_orphaned(table):
+    pixel_id = new_pixel("tenant-a")
+    outcome = count_events([event(pixel_id, tenant_id="tenant-b")])
+    assert (outcome.counted, outcome.orphaned) == (0, 1)
+    assert stored_counters(pixel_id)["received"] == 0
+
+
+def test_a_dropped_id_sent_again_and_accepted_is_received_and_a_drop_of_a_received_id_counts_nothing(table):
+    # Given an event id dropped by a filter, then sent again once the filter allows it
+    pixel_id = new_pixel()
+    dropped = event(pixel_id, event_id="order-7", dropped="domain a.example is blocked by a domain filter")
+    first = count_events([dropped])
+    accepted = dataclasses.replace(dropped, dropped=None)
+    second = count_events([accepted])
+    # When the dropped message is redelivered, and the id is sent and dropped once more
+    third = count_events([dropped, dataclasses.replace(dropped, received_at=dropped.received_at + 1)])
+    # Then it was dropped once, received once (so it may be published), and nothing more
+    assert (first.counted, second.counted, third.counted, third.duplicates) == (1, 1, 0, 2)
+    assert second.counted_events == [accepted]
+    stored = stored_counters(pixel_id)
+    assert (stored["received"], stored["dropped"]) == (1, 1)
+
+
+def test_a_batch_with_a_dropped_and_an_accepted_copy_of_one_id_counts_it_received(table):
+    pixel_id = new_pixel()
+    accepted = event(pixel_id, event_id="order-8")
+    dropped = dataclasses.replace(accepted, dropped="receiving is turned off for pixel")
+    outcome = count_events([dropped, accepted])
+    assert (outcome.counted, outcome.duplicates) == (1, 1)
+    assert (stored_counters(pixel_id)["received"], stored_counters(pixel_id)["dropped"]) == (1, 0)
+
+
+def test_only_counted_events_are_forwarded_and_a_duplicate_only_while_it_is_not_yet_published(table):
+    # Given a batch with a publishable event, an unpublishable one and a dropped one
+    pixel_id = new_pixel()
+    publishable = event(pixel_id)
+    unpublishable = dataclasses.replace(event(pixel_id), unpublishable="publishing is turned off")
+    dropped = event(pixel_id, dropped="receiving is turned off for pixel")
+    batch = [publishable, unpublishable, dropped]
+    # When it is counted, then redelivered before and after the publisher has published it
+    first = events_to_forward(count_events(batch))
+    redelivered = events_to_forward(count_events(batch))
+    PublishedMarkerItem(
+        *PublishedMarkerItem.key(pixel_id, publishable.event_id), expires_at=MARKER_TTL
+    ).save()
+    after_publication = events_to_forward(count_events(batch))
+    # Then only the publishable one goes on, again while unpublished, and never once published
+    assert first == [publishable]
+    assert redelivered == [publishable]
+    assert after_publication == []
+
+
+def test_a_dropped_id_then_accepted_is_forwarded_as_counted_so_published_never_exceeds_received(table):
+    pixel_id = new_pixel()
+    dropped = event(pixel_id, event_id="order-9", dropped="domain a.example is blocked by a domain filter")
+    assert events_to_forward(count_events([dropped])) == []
+    accepted = dataclasses.replace(dropped, dropped=None)
+    outcome = count_events([accepted])
+    assert (outcome.counted, outcome.duplicates) == (1, 0)
+    assert events_to_forward(outcome) == [accepted]

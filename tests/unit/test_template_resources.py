@@ -1,8 +1,10 @@
 """What template.yaml promises about the pipeline, read from the template itself."""
 
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,17 @@ from pixel_core.clock import utc_now
 from pixel_core.models import PixelItem, TotalsItem
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_INCARNATION = "5d41402abc4b2a76"  # the pixel incarnation events/sqs_pixel_events.json carries
+
+
+def sample_sqs_event() -> dict[str, Any]:
+    """events/sqs_pixel_events.json, as if its events had just been accepted (so never too old)."""
+    sample = json.loads((REPO_ROOT / "events" / "sqs_pixel_events.json").read_text())
+    for record in sample["Records"]:
+        body = json.loads(record["body"])
+        body["received_at"] = time.time()
+        record["body"] = json.dumps(body)
+    return sample
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +96,8 @@ def test_the_sample_sqs_event_goes_through_the_real_aggregator_handler(
     table, lambda_context, aggregator_handler
 ):
     # Given pixel 123 and the sample batch from events/ (two pageviews, one dropped)
-    PixelItem.new(123, "IaoreXfj", created_at=utc_now()).save()
-    sample = json.loads((REPO_ROOT / "events" / "sqs_pixel_events.json").read_text())
+    PixelItem.new(123, "IaoreXfj", created_at=utc_now(), incarnation=SAMPLE_INCARNATION).save()
+    sample = sample_sqs_event()
     handler = aggregator_handler
     # When the aggregator handles it (twice: SQS may deliver it again)
     answers = [handler(sample, lambda_context) for _ in range(2)]
@@ -97,8 +110,8 @@ def test_the_sample_sqs_event_goes_through_the_real_aggregator_handler(
 def test_unreadable_records_are_reported_as_batch_item_failures_and_the_rest_is_counted(
     table, lambda_context, aggregator_handler
 ):
-    PixelItem.new(123, "IaoreXfj", created_at=utc_now()).save()
-    sample = json.loads((REPO_ROOT / "events" / "sqs_pixel_events.json").read_text())
+    PixelItem.new(123, "IaoreXfj", created_at=utc_now(), incarnation=SAMPLE_INCARNATION).save()
+    sample = sample_sqs_event()
     for body, record in zip(
         ("not json", '{"v": 2}', json.dumps({"v": 1, "event_id": "x"})), list(sample["Records"]), strict=True
     ):
@@ -117,8 +130,8 @@ def test_unreadable_records_are_reported_as_batch_item_failures_and_the_rest_is_
 def test_aggregator_logs_json_with_a_correlation_id_and_emits_emf(
     table, lambda_context, json_logs, capsys, aggregator_handler
 ):
-    PixelItem.new(123, "IaoreXfj", created_at=utc_now()).save()
-    sample = json.loads((REPO_ROOT / "events" / "sqs_pixel_events.json").read_text())
+    PixelItem.new(123, "IaoreXfj", created_at=utc_now(), incarnation=SAMPLE_INCARNATION).save()
+    sample = sample_sqs_event()
     handler = aggregator_handler
     handler(sample, lambda_context)
     (record,) = [r for r in json_logs() if r["message"] == "Batch counted"]

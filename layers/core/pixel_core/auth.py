@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from cachetools import TTLCache, cached
+from pynamodb.expressions.update import Action
 
 from pixel_core.clock import utc_now
 from pixel_core.config import settings
@@ -83,8 +84,16 @@ def basic_credentials(authorization_header: str | None) -> tuple[str, str] | Non
 
 
 def create_tenant(tenant_id: str, name: str | None = None) -> TenantItem:
-    tenant = TenantItem(*TenantItem.key(tenant_id), tenant_id=tenant_id, name=name, created_at=utc_now())
-    tenant.save()
+    """Creates the tenant, or renames an existing one: its global filters and creation time stay."""
+    tenant = TenantItem(*TenantItem.key(tenant_id))
+    actions: list[Action] = [
+        TenantItem.item_type.set(TenantItem),
+        TenantItem.tenant_id.set(tenant_id),
+        TenantItem.created_at.set(TenantItem.created_at | utc_now()),
+    ]
+    if name is not None:
+        actions.append(TenantItem.name.set(name))
+    tenant.update(actions=actions)
     return tenant
 
 

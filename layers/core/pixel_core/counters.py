@@ -29,6 +29,7 @@ from pixel_core.models import (
     Transaction,
     VisitorDayItem,
     VisitorItem,
+    published_event_ids,
     too_old_to_deduplicate,
     transaction,
 )
@@ -64,9 +65,18 @@ class CountingFailed(RuntimeError):
 class BatchOutcome:
     counted: int = 0
     duplicates: int = 0
-    orphaned: int = 0  # events of pixels deleted before they were counted
+    orphaned: int = 0  # events of a pixel deleted (or deleted and set up again) since intake
     too_old: int = 0  # came back after their markers could have expired: not counted again
     transactions: int = 0
+    counted_events: list[PixelEvent] = field(default_factory=list)  # counted by this delivery
+    duplicate_events: list[PixelEvent] = field(default_factory=list)  # counted by an earlier one
+
+
+type EventKey = tuple[int, str]  # an event's identity: its pixel and its id
+
+
+def event_key(event: PixelEvent) -> EventKey:
+    return event.pixel_id, event.event_id
 
 
 @dataclass
@@ -74,7 +84,8 @@ class _Chunk:
     """Events to commit in one transaction, and what earlier attempts learned about them."""
 
     events: list[PixelEvent]
-    counted_before: set[str] = field(default_factory=set)  # event ids with a marker
+    pixels: dict[int, PixelItem]  # as read before the first attempt; the condition checks it still is
+    counted_before: set[EventKey] = field(default_factory=set)  # events with a marker
     seen_visitor_days: set[Key] = field(default_factory=set)  # visitor-day keys that exist
     missing_pixels: set[int] = field(default_factory=set)
 
@@ -82,7 +93,7 @@ class _Chunk:
         return [
             event
             for event in self.events
-            if event.event_id not in self.counted_before and event.pixel_id not in self.missing_pixels
+            if event_key(event) not in self.counted_before and event.pixel_id not in self.missing_pixels
         ]
 
 
@@ -101,8 +112,18 @@ def _existing_visitor_days(events: list[PixelEvent]) -> set[Key]:
     return {(item.pk, item.sk) for item in found}
 
 
+def _current_pixels(events: list[PixelEvent]) -> dict[int, PixelItem]:
+    """The pixels of the batch as they are now (owner and incarnation), in one consistent read."""
+    keys = sorted({PixelItem.key(event.pixel_id) for event in events})
+    attributes = ["pk", "sk", "item_type", "pixel_id", "tenant_id", "incarnation"]
+    found = PixelItem.batch_get(keys, consistent_read=True, attributes_to_get=attributes)
+    return {pixel.number: pixel for pixel in found}
+
+
 def keys_touched(event: PixelEvent) -> set[Key]:
     keys = {EventMarkerItem.key(event.pixel_id, event.event_id), PixelItem.key(event.pixel_id)}
+    if event.dropped is not None:
+        keys.add(EventMarkerItem.key(event.pixel_id, event.event_id, dropped=True))
     keys.add(TotalsItem.key(event.pixel_id))
     if event.dropped is None and event.is_page_view:
         keys.add(DayItem.key(event.pixel_id, event.day))
@@ -141,11 +162,49 @@ def count_events(
     outcome.too_old = len(events) - len(fresh)
     if outcome.too_old:
         logger.warning("Events too old to count exactly were discarded", extra={"events": outcome.too_old})
-    unique = list({event.event_id: event for event in reversed(fresh)}.values())[::-1]
-    outcome.duplicates += len(fresh) - len(unique)
-    for events_in_chunk in chunks(unique):
-        _commit(_Chunk(events_in_chunk), outcome, sleep)
+    # One event per identity; where a batch holds both a dropped and an accepted copy, the accepted
+    # one (a drop of an id that is received counts nothing).
+    by_identity: dict[EventKey, PixelEvent] = {}
+    for event in fresh:
+        kept = by_identity.get(event_key(event))
+        if kept is None or (kept.dropped is not None and event.dropped is None):
+            by_identity[event_key(event)] = event
+    outcome.duplicates += len(fresh) - len(by_identity)
+    unique = list(by_identity.values())
+    pixels = _current_pixels(unique) if unique else {}
+    owned: list[PixelEvent] = []
+    orphans: list[PixelEvent] = []
+    for event in unique:
+        pixel = pixels.get(event.pixel_id)
+        (owned if pixel is not None and pixel.owns(event) else orphans).append(event)
+    _orphaned(outcome, {event.pixel_id for event in orphans}, len(orphans))
+    for events_in_chunk in chunks(owned):
+        _commit(_Chunk(events_in_chunk, pixels), outcome, sleep)
     return outcome
+
+
+def events_to_forward(outcome: BatchOutcome) -> list[PixelEvent]:
+    """What goes on to the publisher: the publishable events this delivery counted, and those an
+    earlier delivery counted but that are not published yet (it may have crashed after counting).
+    Never a duplicate that is published, and never an event that was not counted."""
+    forward = [event for event in outcome.counted_events if event.is_publishable]
+    waiting: dict[int, list[PixelEvent]] = defaultdict(list)
+    for event in outcome.duplicate_events:
+        if event.is_publishable:
+            waiting[event.pixel_id].append(event)
+    for pixel_id, duplicates in waiting.items():
+        settled = published_event_ids(pixel_id, (event.event_id for event in duplicates))
+        forward.extend(event for event in duplicates if event.event_id not in settled)
+    return forward
+
+
+def _orphaned(outcome: BatchOutcome, pixel_ids: set[int], events: int) -> None:
+    if events:
+        outcome.orphaned += events
+        # Pixel ids only: the events' hashes, addresses and user agents stay out of the logs.
+        logger.warning(
+            "Events of deleted pixels discarded", extra={"pixels": sorted(pixel_ids), "events": events}
+        )
 
 
 def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]) -> None:
@@ -153,7 +212,7 @@ def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]
     retries = 0
     # Each cancellation for a failed condition removes at least one item, so this ends.
     while live := chunk.live():
-        writes = _writes(live, chunk.seen_visitor_days)
+        writes = _writes(live, chunk.pixels, chunk.seen_visitor_days)
         try:
             with transaction() as tx:
                 for write in writes:
@@ -173,18 +232,19 @@ def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]
             raise CountingFailed(f"transaction failed: {error.cause_response_code} {codes}") from error
         outcome.transactions += 1
         outcome.counted += len(live)
+        outcome.counted_events.extend(live)
         break
     outcome.duplicates += len(chunk.counted_before)
-    outcome.orphaned += sum(1 for event in chunk.events if event.pixel_id in chunk.missing_pixels)
-    if chunk.missing_pixels:
-        logger.warning("Events of deleted pixels discarded", extra={"pixels": sorted(chunk.missing_pixels)})
+    outcome.duplicate_events.extend(e for e in chunk.events if event_key(e) in chunk.counted_before)
+    gone = [event for event in chunk.events if event.pixel_id in chunk.missing_pixels]
+    _orphaned(outcome, chunk.missing_pixels, len(gone))
 
 
 @dataclass(frozen=True)
 class _Write:
     """One item of the transaction, and what a failed condition on it would mean (`kind`, `subject`)."""
 
-    kind: str  # marker | pixel | visitor_day | counter
+    kind: str  # marker | received_check | pixel | visitor_day | counter
     subject: Any
     item: Any
     actions: list[Any] | None = None
@@ -192,8 +252,10 @@ class _Write:
 
     def apply(self, tx: Transaction) -> None:
         # Tagged with itself: a cancellation reason comes back with the write it is about.
-        if self.kind == "pixel":
-            tx.condition_check(PixelItem, self.item.pk, self.item.sk, condition=self.condition, tag=self)
+        if self.kind in {"pixel", "received_check"}:
+            tx.condition_check(
+                type(self.item), self.item.pk, self.item.sk, condition=self.condition, tag=self
+            )
         elif self.actions is not None:
             tx.update(self.item, actions=self.actions, tag=self)
         else:
@@ -207,7 +269,7 @@ def _learn(chunk: _Chunk, reasons: list[tuple[_Write, str]]) -> bool:
         if reason != "ConditionalCheckFailed":
             continue
         learned = True
-        if write.kind == "marker":
+        if write.kind in {"marker", "received_check"}:
             chunk.counted_before.add(write.subject)
         elif write.kind == "visitor_day":
             chunk.seen_visitor_days.add(write.subject)
@@ -218,16 +280,30 @@ def _learn(chunk: _Chunk, reasons: list[tuple[_Write, str]]) -> bool:
     return learned
 
 
-def _writes(events: list[PixelEvent], seen_visitor_days: set[Key]) -> list[_Write]:
+def _writes(
+    events: list[PixelEvent], pixels: dict[int, PixelItem], seen_visitor_days: set[Key]
+) -> list[_Write]:
     writes: list[_Write] = []
     by_pixel: dict[int, list[PixelEvent]] = defaultdict(list)
+    absent = EventMarkerItem.pk.does_not_exist()
     for event in events:
         by_pixel[event.pixel_id].append(event)
-        marker = EventMarkerItem(*EventMarkerItem.key(event.pixel_id, event.event_id), expires_at=MARKER_TTL)
-        writes.append(_Write("marker", event.event_id, marker, condition=EventMarkerItem.pk.does_not_exist()))
+        dropped = event.dropped is not None
+        key = EventMarkerItem.key(event.pixel_id, event.event_id, dropped=dropped)
+        writes.append(
+            _Write("marker", event_key(event), EventMarkerItem(*key, expires_at=MARKER_TTL), condition=absent)
+        )
+        if dropped:  # an id already received is not counted again as dropped
+            received = EventMarkerItem(*EventMarkerItem.key(event.pixel_id, event.event_id))
+            writes.append(_Write("received_check", event_key(event), received, condition=absent))
     for pixel_id, pixel_events in by_pixel.items():
-        pixel = PixelItem(*PixelItem.key(pixel_id))
-        writes.append(_Write("pixel", pixel_id, pixel, condition=PixelItem.pk.exists()))
+        current = pixels[pixel_id]
+        still = (PixelItem.tenant_id == current.tenant_id) & (
+            PixelItem.incarnation.does_not_exist()
+            if current.incarnation is None
+            else PixelItem.incarnation == current.incarnation
+        )
+        writes.append(_Write("pixel", pixel_id, PixelItem(*PixelItem.key(pixel_id)), condition=still))
         writes.extend(_counter_writes(pixel_id, pixel_events, seen_visitor_days))
     return writes
 

@@ -20,6 +20,7 @@ Format version 1, one JSON object per SQS message (a sample is events/sqs_pixel_
 | event_source_url | string or null  | the page the event happened on                            |
 | custom_data      | object or null  | `track`'s custom data, passed on to Meta                  |
 | unpublishable    | string or null  | why it must not go to Meta (publishing off, event filter) |
+| incarnation      | string or null  | the pixel's incarnation at intake (16 hex digits)         |
 """
 
 import json
@@ -39,6 +40,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MD5 = re.compile(r"[0-9a-f]{32}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+INCARNATION = re.compile(r"[0-9a-f]{16}")
 MAX_EVENT_NAME_LENGTH = 128
 MAX_TENANT_ID_LENGTH = 128
 MAX_DOMAIN_LENGTH = 253  # DNS's limit on a name
@@ -75,6 +77,7 @@ class PixelEvent:
     event_source_url: str | None = None
     custom_data: dict[str, Any] | None = None
     unpublishable: str | None = None
+    incarnation: str | None = None
 
     @property
     def day(self) -> str:
@@ -84,6 +87,10 @@ class PixelEvent:
     @property
     def is_page_view(self) -> bool:
         return self.event_name == PAGE_VIEW
+
+    @property
+    def is_publishable(self) -> bool:
+        return self.dropped is None and self.unpublishable is None
 
     def to_message(self) -> str:
         body = asdict(self)
@@ -122,6 +129,7 @@ class PixelEvent:
             event_source_url=_optional_text(data, "event_source_url", MAX_URL_LENGTH),
             custom_data=_optional_object(data, "custom_data"),
             unpublishable=_optional_text(data, "unpublishable", MAX_REASON_LENGTH),
+            incarnation=_optional_matching(data, "incarnation", INCARNATION),
         )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from pynamodb.exceptions import UpdateError
 
 from pixel_core.domain_names import is_same_or_subdomain
-from pixel_core.errors import BadRequest, NotFound, PixelNotFound
+from pixel_core.errors import BadRequest, Conflict, NotFound, PixelNotFound
 from pixel_core.events import MAX_EVENT_NAME_LENGTH
 from pixel_core.models import PixelItem, TenantItem, find, is_condition_failure
 from pixel_core.pixel_domains import cleaned
@@ -24,6 +24,7 @@ EVENT_FILTER_STATES = frozenset({"PUBLISH", "DROP"})
 DOMAIN_FILTER_STATES = frozenset({"ALLOW", "DROP"})
 MAX_PIXELS_PER_UPDATE = 100
 MAX_FILTERS_PER_ITEM = 500  # keeps a pixel or tenant item far below DynamoDB's 400 KB
+_MAP_UPDATE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,27 +106,31 @@ def _put_in_map(
     *,
     owner: str | None,
 ) -> None:
-    item = model(*key)
+    """Sets one entry of the item's filter map. The map is written whole, on the condition that it
+    is still what was read (retried if another change came first): a per-entry update would need
+    the subject as a document path, and PynamoDB parses `Lead[0]` there as a list index."""
     filters = model.event_filters if kind == "event" else model.domain_filters
-    exists = model.pk.exists() if owner is None else PixelItem.tenant_id == owner
-    current = find(model, key)
-    if current is None:
-        raise NotFound("Account not found") if owner is None else PixelNotFound(int(key[0].split("#")[1]))
-    stored = getattr(current, "event_filters" if kind == "event" else "domain_filters")
-    entries = stored.as_dict() if stored is not None else {}
-    if subject not in entries and len(entries) >= MAX_FILTERS_PER_ITEM:
-        raise BadRequest(f"At most {MAX_FILTERS_PER_ITEM} {kind} filters per pixel or account")
-    try:
-        if stored is None:  # an item written before it had filters
-            item.update(actions=[filters.set({subject: state})], condition=exists & filters.does_not_exist())
-        else:
-            item.update(actions=[filters[subject].set(state)], condition=exists & filters.exists())
-    except UpdateError as error:
-        if is_condition_failure(error):
-            raise (
-                NotFound("Account not found") if owner is None else PixelNotFound(int(key[0].split("#")[1]))
-            ) from None
-        raise
+    missing = NotFound("Account not found") if owner is None else PixelNotFound(int(key[0].split("#")[1]))
+    for _ in range(_MAP_UPDATE_ATTEMPTS):
+        current = find(model, key, consistent=True)
+        if current is None or (owner is not None and getattr(current, "tenant_id", None) != owner):
+            raise missing
+        stored = getattr(current, "event_filters" if kind == "event" else "domain_filters")
+        entries = _entries(stored)
+        if subject not in entries and len(entries) >= MAX_FILTERS_PER_ITEM:
+            raise BadRequest(f"At most {MAX_FILTERS_PER_ITEM} {kind} filters per pixel or account")
+        # An item written before it had filters has no map at all.
+        unchanged = (filters == entries) if entries else (filters.does_not_exist() | (filters == {}))
+        exists = model.pk.exists() if owner is None else PixelItem.tenant_id == owner
+        try:
+            model(*key).update(
+                actions=[filters.set({**entries, subject: state})], condition=exists & unchanged
+            )
+            return
+        except UpdateError as error:
+            if not is_condition_failure(error):
+                raise
+    raise Conflict("The filters changed while this update was applied; try again")
 
 
 def verdict(item_filters: Any, global_filters: Any, subject: str, *, match_subdomains: bool) -> str | None:

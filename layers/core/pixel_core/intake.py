@@ -76,13 +76,13 @@ def drop_reason(pixel: PixelItem, tenant: TenantItem | None, domain: str) -> str
     """Why an event from `domain` is not counted as received; None when it is."""
     if not pixel.receiving_enabled:
         return f"receiving is turned off for pixel {pixel.pixel_id}"
-    domain_verdict = verdict(
-        pixel.domain_filters, tenant.domain_filters if tenant else None, domain, match_subdomains=True
-    )
-    if domain_verdict == "DROP":
+    pixel_verdict = verdict(pixel.domain_filters, None, domain, match_subdomains=True)
+    global_verdict = verdict(None, tenant.domain_filters if tenant else None, domain, match_subdomains=True)
+    if (pixel_verdict or global_verdict) == "DROP":
         return f"domain {domain} is blocked by a domain filter"
     attached = pixel.domains or set()
-    if domain_verdict != "ALLOW" and attached and not any(is_same_or_subdomain(domain, p) for p in attached):
+    # Only the pixel's own ALLOW admits a domain it does not have: a tenant-wide one cannot.
+    if pixel_verdict != "ALLOW" and attached and not any(is_same_or_subdomain(domain, p) for p in attached):
         return f"domain {domain} is not attached to pixel {pixel.pixel_id}"
     return None
 
@@ -102,7 +102,8 @@ def accept_event(principal: Principal, request: TrackRequest, client: Client) ->
     pixel = recent_pixel_for(principal, request.pixel_id)
     event_name = event_name_of(request.event_name)
     url = _url(request.url)
-    host = cleaned(request.domain if request.domain else (urlsplit(url).hostname if url else None))
+    url_host = cleaned(urlsplit(url).hostname) if url else None
+    host = cleaned(request.domain if request.domain else url_host)  # neither: Invalid domain format
     identity = identity_of(request.email, request.md5)
     now = time.time()
     tenant = recent_tenant(pixel.tenant_id)
@@ -116,12 +117,17 @@ def accept_event(principal: Principal, request: TrackRequest, client: Client) ->
         domain=host,
         visitor_md5=identity.md5 if identity else None,
         email_sha256=identity.email_sha256 if identity else None,
-        dropped=_reason(drop_reason(pixel, tenant, host)),
+        # The page's host goes to Meta as event_source_url: it passes the same rules as the domain.
+        dropped=_reason(
+            drop_reason(pixel, tenant, host)
+            or (drop_reason(pixel, tenant, url_host) if url_host and url_host != host else None)
+        ),
         client_ip=client.ip,
         user_agent=client.user_agent[:MAX_USER_AGENT_LENGTH] if client.user_agent else None,
         event_source_url=url,
         custom_data=_custom_data(request.custom_data),
         unpublishable=_reason(unpublishable_reason(pixel, tenant, event_name)),
+        incarnation=pixel.incarnation,
     )
     try:
         event = event.checked()  # what the aggregator will read: never accept what it would refuse

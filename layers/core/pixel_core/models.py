@@ -21,12 +21,14 @@ Counters, written only by the aggregator, live in the pixel's partition too:
 | day and domain        | DAY#<yyyy-mm-dd>#D#<domain>     |
 | visitor on a day      | DV#<yyyy-mm-dd>#<md5>           |
 | visitor               | VISITOR#<md5>                   |
-| event marker (TTL)    | EVENT#<event id>                |
+| event marker (TTL)    | EVENT#<event id>, DROPPED#<id>  |
 | published marker (TTL)| PUBLISHED#<event id>            |
 """
 
+import secrets
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.attributes import (
@@ -54,6 +56,9 @@ from pynamodb.transactions import TransactWrite
 
 from pixel_core.config import settings
 from pixel_core.pixel_ids import pixel_sort_key
+
+if TYPE_CHECKING:
+    from pixel_core.events import PixelEvent
 
 
 class TenantPixelsIndex(GlobalSecondaryIndex["TableItem"]):  # type: ignore[no-untyped-call]
@@ -136,6 +141,10 @@ class PixelItem(TableItem, discriminator="pixel"):
     token_rejected = BooleanAttribute(default=False)
     api_error_code = NumberAttribute(null=True)
     test_event_code = UnicodeAttribute(null=True)  # passed to Meta, for its Test Events tool
+    # New each time the pixel id is set up: its events carry it, so events of a deleted pixel are
+    # never counted into, or published with the token of, a pixel later set up under the same id.
+    # None on pixels (and events) from before incarnations existed.
+    incarnation = UnicodeAttribute(null=True)
 
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:
@@ -151,8 +160,12 @@ class PixelItem(TableItem, discriminator="pixel"):
             tenant_id=tenant_id,
             gsi1pk=tenant_partition(tenant_id),
             gsi1sk=f"PIXEL#{pixel_sort_key(pixel_id)}",
-            **attributes,
+            **{"incarnation": secrets.token_hex(8), **attributes},
         )
+
+    def owns(self, event: "PixelEvent") -> bool:
+        """True when the event was accepted for this very pixel: same owner, same incarnation."""
+        return event.tenant_id == self.tenant_id and event.incarnation == self.incarnation
 
     @property
     def number(self) -> int:
@@ -236,13 +249,18 @@ def too_old_to_deduplicate(received_at: float, now: float) -> bool:
 
 
 class EventMarkerItem(TableItem, discriminator="event_marker"):
-    """Written in the same transaction as an event's counter deltas: its existence means "counted"."""
+    """Written in the same transaction as an event's counter deltas: its existence means "counted".
+
+    An event id has two: `EVENT#` once it was counted as received, `DROPPED#` once it was counted
+    as dropped. A retry of a dropped id that is then accepted is received (and published); a drop
+    of an id already received counts nothing.
+    """
 
     expires_at = TTLAttribute()
 
     @staticmethod
-    def key(pixel_id: int, event_id: str) -> tuple[str, str]:
-        return pixel_partition(pixel_id), f"EVENT#{event_id}"
+    def key(pixel_id: int, event_id: str, *, dropped: bool = False) -> tuple[str, str]:
+        return pixel_partition(pixel_id), f"{'DROPPED' if dropped else 'EVENT'}#{event_id}"
 
 
 class PublishedMarkerItem(TableItem, discriminator="published_marker"):
@@ -253,6 +271,15 @@ class PublishedMarkerItem(TableItem, discriminator="published_marker"):
     @staticmethod
     def key(pixel_id: int, event_id: str) -> tuple[str, str]:
         return pixel_partition(pixel_id), f"PUBLISHED#{event_id}"
+
+
+def published_event_ids(pixel_id: int, event_ids: Iterable[str]) -> set[str]:
+    """The ids among `event_ids` whose publication is settled (published, expired or rejected)."""
+    keys = sorted({PublishedMarkerItem.key(pixel_id, event_id) for event_id in event_ids})
+    if not keys:
+        return set()
+    found = PublishedMarkerItem.batch_get(keys, attributes_to_get=["pk", "sk", "item_type"])
+    return {item.sk.removeprefix("PUBLISHED#") for item in found}
 
 
 class SequenceItem(TableItem, discriminator="sequence"):

@@ -49,6 +49,7 @@ from pixel_core.models import (
     PublishedMarkerItem,
     TotalsItem,
     find,
+    published_event_ids,
     too_old_to_deduplicate,
     transaction,
 )
@@ -402,9 +403,7 @@ def _forget_meta_error(pixel: PixelItem) -> None:
 
 
 def _already_published(pixel_id: int, events: list[PixelEvent]) -> set[str]:
-    keys = [PublishedMarkerItem.key(pixel_id, event.event_id) for event in events]
-    found = PublishedMarkerItem.batch_get(keys, attributes_to_get=["pk", "sk", "item_type"])
-    return {item.sk.removeprefix("PUBLISHED#") for item in found}
+    return published_event_ids(pixel_id, (event.event_id for event in events))
 
 
 def _record(run: _Run, events: list[PixelEvent], counter: NumberAttribute) -> int:

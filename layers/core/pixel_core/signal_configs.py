@@ -5,7 +5,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import PutError, UpdateError
 
 from pixel_core.auth import Principal
 from pixel_core.clock import utc_now
@@ -99,27 +99,41 @@ def setup_pixel(tenant_id: str, connection: Connection) -> PixelItem:
     existing = find(PixelItem, PixelItem.key(connection.pixel_id), consistent=True)
     if existing is not None and existing.tenant_id != tenant_id:
         raise BadRequest(f"Invalid input: pixel {connection.pixel_id} cannot be set up for this account")
-    pixel = existing or PixelItem.new(connection.pixel_id, tenant_id, created_at=utc_now())
-    pixel.business_id = connection.business_id
-    pixel.external_id = connection.external_id
-    pixel.api_version = connection.api_version
-    pixel.access_token_ciphertext = ciphertext
-    pixel.token_rejected = False  # a new token gets a fresh chance with Meta
-    pixel.api_error_code = None
+    connected: dict[str, Any] = {
+        "business_id": connection.business_id,
+        "external_id": connection.external_id,
+        "api_version": connection.api_version,
+        "access_token_ciphertext": ciphertext,
+        "token_rejected": False,  # a new token gets a fresh chance with Meta
+        "api_error_code": None,
+    }
     if connection.name is not None:
-        pixel.name = connection.name
+        connected["name"] = connection.name
     if connection.test_event_code is not None:
-        pixel.test_event_code = connection.test_event_code or None
-    # Create only if still absent, update only if still ours: concurrent set-ups cannot cross tenants.
-    condition = PixelItem.pk.does_not_exist() if existing is None else PixelItem.tenant_id == tenant_id
-    try:
-        pixel.save(condition=condition)
-    except PutError as error:
-        if is_condition_failure(error):
-            raise BadRequest(
-                f"Invalid input: pixel {connection.pixel_id} cannot be set up for this account"
-            ) from None
-        raise
+        connected["test_event_code"] = connection.test_event_code or None
+    refused = BadRequest(f"Invalid input: pixel {connection.pixel_id} cannot be set up for this account")
+    if existing is None:
+        pixel = PixelItem.new(connection.pixel_id, tenant_id, created_at=utc_now(), **connected)
+        try:  # create only if still absent: concurrent set-ups cannot cross tenants
+            pixel.save(condition=PixelItem.pk.does_not_exist())
+        except PutError as error:
+            if is_condition_failure(error):
+                raise refused from None
+            raise
+    else:
+        # Only the connection's attributes, in one update expression, if the pixel is still ours: a
+        # domain, filter or status change made meanwhile is kept (a whole-item put would undo it).
+        pixel = PixelItem(*PixelItem.key(connection.pixel_id))
+        actions = [
+            getattr(PixelItem, name).remove() if value is None else getattr(PixelItem, name).set(value)
+            for name, value in connected.items()
+        ]
+        try:
+            pixel.update(actions=actions, condition=PixelItem.tenant_id == tenant_id)
+        except UpdateError as error:
+            if is_condition_failure(error):
+                raise refused from None
+            raise
     forget_recent_pixels()
     return pixel
 

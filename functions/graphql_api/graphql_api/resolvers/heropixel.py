@@ -30,7 +30,7 @@ def dispatch(
 
 def required_domain(event: Event) -> str:
     domain = event.get("domain")
-    if domain is None or not domain.strip():
+    if domain is None:  # missing; an empty or blank string is there, and invalid (PRODUCT.md)
         raise BadRequest(f"Domain is required for action '{event['action']}'")
     return str(domain)
 
