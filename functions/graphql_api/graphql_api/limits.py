@@ -29,15 +29,26 @@ from graphql.execution.values import get_variable_values
 from graphql.language import SKIP, VisitorAction
 from starlette.types import Message, Receive, Scope
 
+from pixel_core.errors import BadRequest
+from pixel_core.stats import DayRange
+
 type Rules = tuple[type[ASTValidationRule], ...]
 
 # What a field costs, in points: 1 for a field whose resolver only shapes data already read, more
 # for one that calls AWS: about its DynamoDB / SQS / KMS round trips. A filter update checks and
 # writes each pixel it names (3 calls a pixel), so its cost is per pixel of `input.pixel_ids`
 # (the variables are coerced first, so a literal list and a variable both count, under the
-# arguments' Python names).
+# arguments' Python names). `stats` reads its range's day counters and up to
+# `pixel_core.stats.MAX_VISITOR_DAYS_READ` visitor-day items: it costs STATS_COST plus
+# STATS_COST_PER_DAY for each day of `event.from`..`event.to` (a 1-day stats 7, a 92-day one 189,
+# so a request of the default maximum cost, 500, holds two full-range stats, not twenty).
+STATS_COST = 5
+STATS_COST_PER_DAY = 2
 COST_MAP: dict[str, dict[str, Any]] = {
-    "Query": {"stats": {"complexity": 5}, "tenantQueries": {"complexity": 2}},
+    "Query": {
+        "stats": {"complexity": STATS_COST, "per_range_day": STATS_COST_PER_DAY},
+        "tenantQueries": {"complexity": 2},
+    },
     "Mutation": {
         "domains": {"complexity": 3},
         "pixels": {"complexity": 3},
@@ -203,6 +214,15 @@ class RequestCost(CostValidator):
     def enter_fragment_definition(self, _node: FragmentDefinitionNode, *_args: Any) -> VisitorAction:
         return SKIP  # fragments are costed where they are spread
 
+    def get_args_from_cost_map(
+        self, node: FieldNode, parent_type: str, field_args: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        cost_args: dict[str, Any] | None = super().get_args_from_cost_map(node, parent_type, field_args)
+        if cost_args is not None and "per_range_day" in cost_args:
+            per_day = cost_args.pop("per_range_day")
+            cost_args["complexity"] = cost_args["complexity"] + per_day * range_days(field_args.get("event"))
+        return cost_args
+
     def get_multipliers_from_string(self, multipliers: list[str], field_args: dict[str, Any]) -> list[int]:
         found: list[int] = []
         for accessor in multipliers:
@@ -214,6 +234,17 @@ class RequestCost(CostValidator):
             elif isinstance(value, int) and not isinstance(value, bool):
                 found.append(value)
         return [multiplier for multiplier in found if multiplier > 0]
+
+
+def range_days(event: Any) -> int:
+    """The days of a stats request's `from`..`to`; 1 for a range the resolver refuses unread."""
+    if not isinstance(event, dict):
+        return 1
+    try:
+        days = DayRange.parse(event.get("from"), event.get("to"))
+    except BadRequest:
+        return 1
+    return (days.end - days.start).days + 1
 
 
 def request_cost_rule(

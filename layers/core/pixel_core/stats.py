@@ -20,6 +20,12 @@ from pixel_core.models import (
 from pixel_core.pixels import pixel_for
 
 MAX_RANGE_DAYS = 92
+# What one `stats` request reads to count the range's distinct visitors: at most this many
+# visitor-day items (one per visitor and day seen), one more to know whether there are more; past
+# it, the total is flagged as an upper bound. Read in pages of VISITOR_DAYS_PAGE_SIZE, so at most
+# 5 Query calls and 25,000 items (~100 bytes each: ~2.5 MB, ~300 read units) however busy the pixel.
+MAX_VISITOR_DAYS_READ = 20_000
+VISITOR_DAYS_PAGE_SIZE = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,8 @@ def pixel_totals(pixel_id: int) -> TotalsItem | None:
 
 
 def pixel_stats(principal: Principal, pixel_id: int, days: DayRange) -> dict[str, Any]:
+    """Per-day counters (always exact) and totals; `visitors_exact` says whether the range's
+    distinct visitors could be counted within `MAX_VISITOR_DAYS_READ` (see `_distinct_visitors`)."""
     pixel_for(principal, pixel_id)
     partition = pixel_partition(pixel_id)
     by_day: dict[str, dict[str, Any]] = {}
@@ -68,27 +76,37 @@ def pixel_stats(principal: Principal, pixel_id: int, days: DayRange) -> dict[str
             entry["domains"].append({"domain": item.domain, "pageviews": int(item.pageviews)})
     for entry in by_day.values():
         entry["domains"].sort(key=lambda d: (-d["pageviews"], d["domain"]))
+    distinct = _distinct_visitors(partition, days)
     return {
         "pixel_id": pixel_id,
         "from": days.start.isoformat(),
         "to": days.end.isoformat(),
         "totals": {
             "pageviews": sum(entry["pageviews"] for entry in by_day.values()),
-            "visitors": _distinct_visitors(partition, days),
+            # Past the bound: every visitor counted once per day seen, an upper bound.
+            "visitors": distinct if distinct is not None else sum(e["visitors"] for e in by_day.values()),
         },
+        "visitors_exact": distinct is not None,
         "days": [by_day[day] for day in sorted(by_day)],
     }
 
 
-def _distinct_visitors(partition: str, days: DayRange) -> int:
-    """Visitors seen on any day of the range, each once: from the visitor-day items."""
+def _distinct_visitors(partition: str, days: DayRange) -> int | None:
+    """Visitors seen on any day of the range, each once, from the visitor-day items; None when the
+    range holds more than `MAX_VISITOR_DAYS_READ` of them (reading stops there)."""
     low, high = days.sort_key_bounds(VISITOR_DAY_PREFIX)
-    md5s = {
-        item.sk.rsplit("#", 1)[1]
-        for item in TableItem.query(
-            partition, TableItem.sk.between(low, high), attributes_to_get=["sk", "item_type"]
-        )
-    }
+    found = TableItem.query(
+        partition,
+        TableItem.sk.between(low, high),
+        attributes_to_get=["sk", "item_type"],
+        limit=MAX_VISITOR_DAYS_READ + 1,  # one more than the bound tells "more" from "exactly"
+        page_size=VISITOR_DAYS_PAGE_SIZE,
+    )
+    md5s: set[str] = set()
+    for read, item in enumerate(found, start=1):
+        if read > MAX_VISITOR_DAYS_READ:
+            return None
+        md5s.add(item.sk.rsplit("#", 1)[1])
     return len(md5s)
 
 
