@@ -11,6 +11,13 @@ origin get Access-Control-Allow-Origin, and CORS headers set by the function are
 parameter the configuration refers to (`!Ref CorsAllowOrigins`) takes its value from the
 environment variable of the same name in upper snake case (CORS_ALLOW_ORIGINS, comma-separated),
 else from its default. Stage throttling is not emulated.
+
+Bodies are read as API Gateway reads them: a Content-Length or a chunked body of at most 10 MB
+(its payload limit). A larger one is refused with a 413 before it is read (or as soon as a chunked
+body passes the limit); the connection is then closed gracefully: the answer is sent, then what the
+client still sends is read and discarded (bounded), so the client reads the 413 instead of seeing
+its connection reset while it sends. `stop_serving()` stops accepting connections, answers 503 to
+requests arriving on open connections and waits for the requests in flight.
 """
 
 import asyncio
@@ -18,8 +25,13 @@ import base64
 import logging
 import os
 import re
+import socket
+import sys
+import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -33,6 +45,12 @@ from devtools.template import resources_of_type
 
 logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+# After a refusal, what the client still sends is read and discarded, up to these bounds, so that it
+# reads the answer instead of a connection reset (a close with unread data sends a TCP RST).
+LINGER_MAX_BYTES = 64 * 1024 * 1024
+LINGER_SECONDS = 10.0
+LINGER_IDLE_SECONDS = 1.0
+_CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;[^\r\n]*)?\r?\n")
 _TEXT_TYPES = ("application/json", "application/graphql", "text/", "application/x-www-form-urlencoded")
 
 
@@ -252,10 +270,52 @@ class LocalHttpApi(ThreadingHTTPServer):
             raise ValueError("routes of HTTP APIs with different CORS configurations: serve one API each")
         # CORS is the API's, so the gateway answers preflights on any path, routed or not.
         self.cors = configurations.pop() if configurations else None
+        self._requests = threading.Condition()  # guards _in_flight and _stopping
+        self._in_flight = 0
+        self._stopping = False
         super().__init__(("127.0.0.1", port), _RequestHandler)
 
     def route_for(self, method: str, path: str) -> Route | None:
         return self.routes.get((method, path))
+
+    @contextmanager
+    def request(self) -> Iterator[bool]:
+        """Around the handling of one request: yields False once stop_serving() has begun (the
+        request is then refused), else True, and stop_serving() waits for it to finish."""
+        with self._requests:
+            if self._stopping:
+                accepted = False
+            else:
+                accepted = True
+                self._in_flight += 1
+        try:
+            yield accepted
+        finally:
+            if accepted:
+                with self._requests:
+                    self._in_flight -= 1
+                    self._requests.notify_all()
+
+    def stop_serving(self, timeout: float) -> int:
+        """Stop accepting connections and requests, then wait up to ``timeout`` seconds for those in
+        flight. Call it from another thread than serve_forever()'s. Returns how many still run."""
+        with self._requests:
+            self._stopping = True
+        self.shutdown()
+        self.server_close()
+        deadline = time.monotonic() + timeout
+        with self._requests:
+            while self._in_flight and (remaining := deadline - time.monotonic()) > 0:
+                self._requests.wait(remaining)
+            return self._in_flight
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client gone mid-answer is the client's business: one line, not socketserver's traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            logger.info("%s: connection lost: %s", client_address[0], error)
+        else:
+            logger.exception("request from %s failed", client_address[0])
 
 
 def with_cors(headers: Mapping[str, str], cors_headers: Mapping[str, str]) -> dict[str, str]:
@@ -278,33 +338,140 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        self._invoke()
+        self._handle(self._invoke)
 
     def do_POST(self) -> None:
-        self._invoke()
+        self._handle(self._invoke)
+
+    def do_PUT(self) -> None:
+        self._handle(self._invoke)  # not routed: a 404, as API Gateway answers
+
+    def do_PATCH(self) -> None:
+        self._handle(self._invoke)
+
+    def do_DELETE(self) -> None:
+        self._handle(self._invoke)
 
     def do_OPTIONS(self) -> None:
+        self._handle(self._options)
+
+    def _handle(self, answer: Any) -> None:
+        with self.server.request() as accepted:
+            if not accepted:
+                # Stopping: a request on a connection kept alive is refused, and the connection closed.
+                length = self._declared_length()
+                no_body = length is None and "transfer-encoding" not in self.headers
+                unread = 0 if no_body else (length if length is not None and length >= 0 else None)
+                self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, b'{"message":"Service Unavailable"}', unread)
+                return
+            body = self._read_body()
+            if body is not None:
+                answer(body)
+
+    def handle_expect_100(self) -> bool:
+        # Refuse an oversized body before the client sends it (it waits for the 100 Continue).
+        length = self._declared_length()
+        if length is not None and length > MAX_BODY_BYTES:
+            self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b'{"message":"Request Entity Too Large"}')
+            return False
+        return super().handle_expect_100()
+
+    # -- the request body ---------------------------------------------------------------------------
+
+    def _declared_length(self) -> int | None:
+        """The Content-Length header's value; None without one, -1 when it is not a valid length."""
+        values = {value.strip() for value in self.headers.get_all("content-length", [])}
+        if not values:
+            return None
+        if len(values) > 1 or not all(value.isdigit() and value.isascii() for value in values):
+            return -1
+        return int(values.pop())
+
+    def _read_body(self) -> bytes | None:
+        """The whole body, at most MAX_BODY_BYTES; None when the request was refused (answered, and
+        the connection closing). A request with neither Content-Length nor chunked has no body."""
+        transfer_encoding = self.headers.get("transfer-encoding")
+        length = self._declared_length()
+        if transfer_encoding is not None:
+            if length is not None or transfer_encoding.strip().lower() != "chunked":
+                # Both headers (request smuggling) or an encoding other than chunked alone.
+                self._refuse(HTTPStatus.BAD_REQUEST, b'{"message":"Bad Request"}')
+                return None
+            return self._read_chunked()
+        if length is None:
+            return b""
+        if length < 0:
+            self._refuse(HTTPStatus.BAD_REQUEST, b'{"message":"Bad Request"}')
+            return None
+        if length > MAX_BODY_BYTES:
+            self._refuse(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b'{"message":"Request Entity Too Large"}', length
+            )
+            return None
+        body = self.rfile.read(length)
+        if len(body) < length:
+            self.close_connection = True  # the client closed before sending its whole body
+            return None
+        return body
+
+    def _read_chunked(self) -> bytes | None:
+        body = bytearray()
+        while True:
+            size_line = _CHUNK_SIZE_LINE.fullmatch(self.rfile.readline(1024))
+            if size_line is None:
+                self._refuse(HTTPStatus.BAD_REQUEST, b'{"message":"Bad Request"}')
+                return None
+            size = int(size_line.group(1), 16)
+            if size == 0:
+                break
+            if len(body) + size > MAX_BODY_BYTES:
+                self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b'{"message":"Request Entity Too Large"}')
+                return None
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                self._refuse(HTTPStatus.BAD_REQUEST, b'{"message":"Bad Request"}')
+                return None
+            body += chunk
+        for _ in range(100):  # trailer fields, ignored as API Gateway ignores them, up to the empty line
+            if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+                break
+        # The function sees the body as a buffering gateway forwards it: whole, with its length.
+        del self.headers["transfer-encoding"]
+        self.headers["content-length"] = str(len(body))
+        return bytes(body)
+
+    def _refuse(self, status: HTTPStatus, body: bytes, unread: int | None = None) -> None:
+        """Answer ``status`` and close the connection gracefully: the answer and a FIN first, then
+        what the client still sends (``unread`` bytes, or until it stops) is read and discarded."""
+        self.close_connection = True
+        self._answer(status, {"content-type": "application/json"}, body)
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_IDLE_SECONDS)
+            remaining = min(LINGER_MAX_BYTES, LINGER_MAX_BYTES if unread is None else unread)
+            deadline = time.monotonic() + LINGER_SECONDS
+            while remaining > 0 and time.monotonic() < deadline:
+                discarded = self.rfile.read1(min(remaining, 64 * 1024))
+                if not discarded:
+                    break  # the client closed its side
+                remaining -= len(discarded)
+        except OSError:
+            pass  # the client went away or went quiet: nothing more to wait for
+
+    # -- answering ----------------------------------------------------------------------------------
+
+    def _options(self, body: bytes) -> None:
         requested_method = self.headers.get("access-control-request-method")
         cors = self.server.cors
         if cors is None or not self.headers.get("origin") or not requested_method:
-            self._invoke()  # not a preflight: routed like any request (no OPTIONS route: 404)
+            self._invoke(body)  # not a preflight: routed like any request (no OPTIONS route: 404)
             return
-        self._discard_body()
         self._answer(
             HTTPStatus.NO_CONTENT, cors.preflight_headers(self.headers.get("origin"), requested_method), b""
         )
 
-    def _discard_body(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if 0 < length <= MAX_BODY_BYTES:
-            self.rfile.read(length)
-
-    def _invoke(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {}, b'{"message":"Request Entity Too Large"}')
-            return
-        body = self.rfile.read(length) if length else b""
+    def _invoke(self, body: bytes) -> None:
         path = urlsplit(self.path).path
         route = self.server.route_for(self.command, path)
         if route is None:
@@ -348,6 +515,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             if name.lower() not in {"content-length", "connection"}:
                 self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("connection", "close")
         if status != HTTPStatus.NO_CONTENT:  # a 204 carries no Content-Length (RFC 9110, 8.6)
             self.send_header("content-length", str(len(body)))
         self.end_headers()

@@ -1,16 +1,28 @@
 """`make dev`: the whole system on this machine, without Docker or an AWS account.
 
 Amazon's DynamoDB Local (data kept under .local/dynamodb, so a restart keeps it), moto's server for
-the other AWS services, the template's tables and queues, and the API's ASGI app served by uvicorn
-on http://127.0.0.1:$PORT. Ctrl-C or SIGTERM stops everything.
+the other AWS services, the template's tables and queues, the local API Gateway in front of the
+functions' real handlers on http://127.0.0.1:$PORT, and the SQS event sources feeding the others.
+
+DynamoDB Local and moto run in process groups of their own, so Ctrl-C in the terminal (SIGINT to the
+foreground group) reaches only this process. Ctrl-C or SIGTERM then stops in order, a line per step:
+the API stops taking requests and finishes those in flight; the queues are drained through the
+counter aggregator and the publisher (bounded by DRAIN_SECONDS: moto keeps SQS in memory, so what is
+still queued when it stops is lost); only then the local Meta, moto and DynamoDB Local stop.
 """
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from devtools.api_gateway import LocalHttpApi, routes_of
 from devtools.dynamodb_local import DynamoDBLocal
@@ -18,11 +30,20 @@ from devtools.fake_meta import FakeMeta
 from devtools.functions import load_handler
 from devtools.moto_server import MotoServerProcess
 from devtools.provision import ProvisionedResources, provision
+from devtools.servers import LocalServer
 from devtools.sqs_event_source import SqsEventSource
 from devtools.template import REPO_ROOT, load_template, sqs_triggers
 
 DATA_DIR = REPO_ROOT / ".local" / "dynamodb"
 TABLE_NAME = "pixel-gateway-local"
+IN_FLIGHT_SECONDS = 30.0  # requests the API accepted before the stop may finish (the function's timeout)
+DRAIN_SECONDS = 30.0  # the queues' drain at shutdown
+_DRAIN_CHECK_SECONDS = 0.2
+_QUEUE_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,7 @@ def use_local_aws(dynamodb_url: str, moto_url: str, resources: ProvisionedResour
     """Environment for the functions, set before they are imported (configuration is read once)."""
     os.environ.update(
         PUBLISH_QUEUE_URL=resources.queue_urls["PublishQueue"],
+        CLEANUP_QUEUE_URL=resources.queue_urls["CleanupQueue"],
         GRAPH_API_BASE_URL=graph_api,
         TABLE_NAME=TABLE_NAME,
         DYNAMODB_ENDPOINT_URL=dynamodb_url,
@@ -108,13 +130,57 @@ Ctrl-C stops everything.
 """
 
 
+class StopRequested(BaseException):  # like KeyboardInterrupt: not an error
+    """Raised in the main thread by the first Ctrl-C or SIGTERM."""
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM: the first raises StopRequested in the main thread, wherever it
+    is (waiting, or still starting); later ones only say that the stop is under way, so the drain
+    and the services' stop are never cut short by an exception (nor print a traceback)."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.stopping:
+            # os.write, not print(): the main thread may be inside a print() to the same stream.
+            os.write(sys.stdout.fileno(), f"{name}: already stopping (bounded, see above).\n".encode())
+            return
+        self.stopping = True
+        os.write(sys.stdout.fileno(), f"\n{name}: stopping, a line per step.\n".encode())
+        raise StopRequested(name)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+@contextlib.contextmanager
+def running(server: LocalServer, name: str) -> Iterator[Any]:
+    """``with running(server, name) as started:`` starts it, and stops it with a line saying so."""
+    try:
+        with server as started:
+            try:
+                yield started
+            finally:
+                say(f"Stopping {name}...")
+    finally:
+        say(f"Stopped {name}.")
+
+
 def serve(dev: DevSettings) -> None:
     use_fake_credentials()
     template = load_template()
     with (
-        DynamoDBLocal(port=dev.dynamodb_port, db_path=dev.data_dir) as dynamodb,
-        MotoServerProcess(port=dev.moto_port) as moto,
-        FakeMeta(port=dev.meta_port) as fake_meta,
+        running(DynamoDBLocal(port=dev.dynamodb_port, db_path=dev.data_dir), "DynamoDB Local") as dynamodb,
+        running(MotoServerProcess(port=dev.moto_port), "moto (SQS, KMS)") as moto,
+        running(FakeMeta(port=dev.meta_port), "the local Meta") as fake_meta,
     ):
         graph_api = dev.graph_api_base_url or fake_meta.base_url
         resources = provision(
@@ -126,18 +192,98 @@ def serve(dev: DevSettings) -> None:
         )
         use_local_aws(dynamodb.endpoint_url, moto.endpoint_url, resources, graph_api)
         ensure_dev_credentials(dev)
-        event_sources = start_event_sources(template, resources, moto.endpoint_url)
-        api = LocalHttpApi(dev.port, routes_of(template))
-        print(banner(dev, dynamodb.endpoint_url, moto.endpoint_url, graph_api), flush=True)
+        event_sources: list[SqsEventSource] = []
         try:
-            # Until Ctrl-C (KeyboardInterrupt) or SIGTERM (SystemExit, see exit_on_sigterm).
-            api.serve_forever()
+            event_sources += start_event_sources(template, resources, moto.endpoint_url)
+            api = LocalHttpApi(dev.port, routes_of(template))
+            try:
+                threading.Thread(target=api.serve_forever, name="local-api-gateway", daemon=True).start()
+                say(banner(dev, dynamodb.endpoint_url, moto.endpoint_url, graph_api))
+                while True:  # until Ctrl-C or SIGTERM (StopRequested)
+                    time.sleep(3600)
+            finally:
+                stop_api(api)
+                # What the API accepted is counted (and published) before moto and DynamoDB Local stop.
+                drain(event_sources, template, resources, moto.endpoint_url)
         finally:
-            api.server_close()
-            # What the API accepted is counted before DynamoDB Local and moto stop.
-            print("Draining the queues...", flush=True)
-            for source in event_sources:
-                source.stop(drain=True, timeout=30)
+            stop_event_sources(event_sources)
+
+
+def stop_api(api: LocalHttpApi) -> None:
+    say("Stopping the API: no new requests; finishing those in flight...")
+    unfinished = api.stop_serving(timeout=IN_FLIGHT_SECONDS)
+    if unfinished:
+        say(f"Stopped the API; {unfinished} requests still running after {IN_FLIGHT_SECONDS:.0f} s.")
+    else:
+        say("Stopped the API.")
+
+
+def queue_counts(sqs: Any, queue_urls: dict[str, str]) -> dict[str, int]:
+    """Messages per queue, visible, in flight or delayed; -1 for a queue that cannot be counted."""
+    counts = {}
+    for queue_id, url in queue_urls.items():
+        try:
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(_QUEUE_COUNTS))
+            counts[queue_id] = sum(int(attributes["Attributes"].get(name, 0)) for name in _QUEUE_COUNTS)
+        except Exception as error:  # said in one line; the drain gives up on that queue
+            say(f"Cannot count the messages of {queue_id}: {error}")
+            counts[queue_id] = -1
+    return counts
+
+
+def drain(
+    sources: list[SqsEventSource], template: dict[str, object], resources: ProvisionedResources, moto_url: str
+) -> None:
+    """Wait, at most DRAIN_SECONDS, until every queue a function polls is empty, the event sources
+    still polling: the aggregator counts the events and forwards the publishable ones, the
+    publisher sends those. Empty twice in a row: a message forwarded while one round counted the
+    queues is seen by the next."""
+    if not sources:
+        return
+    import boto3  # noqa: PLC0415
+
+    sqs = boto3.client("sqs", endpoint_url=moto_url, region_name="us-east-1")
+    polled = {t.queue_id: resources.queue_urls[t.queue_id] for t in sqs_triggers(template)}
+    started = time.monotonic()
+    counts = queue_counts(sqs, polled)
+    queued = ", ".join(f"{count} in {queue_id}" for queue_id, count in counts.items())
+    say(f"Draining the queues ({queued}), at most {DRAIN_SECONDS:.0f} s...")
+    empty_rounds = 0
+    while time.monotonic() - started < DRAIN_SECONDS:
+        empty_rounds = empty_rounds + 1 if all(count <= 0 for count in counts.values()) else 0
+        if empty_rounds >= 2:  # twice in a row, see above
+            break
+        time.sleep(_DRAIN_CHECK_SECONDS)
+        counts = queue_counts(sqs, polled)
+    left = {queue_id: count for queue_id, count in counts.items() if count > 0}
+    if left:
+        lost = ", ".join(f"{count} in {queue_id}" for queue_id, count in left.items())
+        say(
+            f"Gave up draining after {DRAIN_SECONDS:.0f} s: {lost} are lost when moto stops "
+            "(SQS is in memory); failing messages are logged above."
+        )
+    else:
+        say(f"Drained the queues in {time.monotonic() - started:.1f} s.")
+    others = {queue_id: url for queue_id, url in resources.queue_urls.items() if queue_id not in polled}
+    dead = {queue_id: count for queue_id, count in queue_counts(sqs, others).items() if count > 0}
+    if dead:
+        said = ", ".join(f"{count} in {queue_id}" for queue_id, count in dead.items())
+        say(f"Dead-lettered messages are lost when moto stops: {said}.")
+
+
+def stop_event_sources(sources: list[SqsEventSource]) -> None:
+    """Stop polling, every source at once (each finishes the batch it is handling)."""
+    if not sources:
+        return
+    say("Stopping the SQS event sources...")
+    stoppers = [
+        threading.Thread(target=source.stop, kwargs={"drain": False, "timeout": 5}) for source in sources
+    ]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join()
+    say("Stopped the SQS event sources.")
 
 
 def start_event_sources(
@@ -165,21 +311,19 @@ def start_event_sources(
     return sources
 
 
-def exit_on_sigterm(signum: int, _frame: object) -> None:
-    # As an exception, SIGTERM unwinds the with-blocks, which drain the queues and stop
-    # DynamoDB Local and moto, instead of killing the process outright.
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    signals = StopSignals()
+    signals.install()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     dev = DevSettings.from_environment()
     dev.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         serve(dev)
+    except StopRequested:
+        # Raised while waiting (or while starting); everything it unwound has been stopped by now.
+        pass
     finally:
-        print("Pixel Gateway stopped.", flush=True)
+        say("Pixel Gateway stopped.")
     return 0
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import Self
+from typing import IO, Self
 
 from moto.server import ThreadedMotoServer
 
@@ -66,6 +67,7 @@ class MotoServerProcess(LocalServer):
         self.port = port
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -73,24 +75,50 @@ class MotoServerProcess(LocalServer):
 
     def start(self) -> Self:
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # A file, not a pipe: moto logs every request to stderr, and an unread pipe fills up and
+        # blocks the server. Its own process group: Ctrl-C in a terminal signals only the foreground
+        # group, so moto (and the queued events it holds in memory) outlives the API until `make dev`
+        # has drained the queues.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  # closed by stop()
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            process_group=0,
+        )
+        try:
+            self._wait_until_ready(self._process)
+        except BaseException:  # a Ctrl-C while it starts too: a with-block does not stop what failed to start
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                error = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
+            if process.poll() is not None:
                 raise RuntimeError(
-                    f"moto's server exited at start (port {self.port} taken?): {error[-2000:]}"
+                    f"moto's server exited at start (port {self.port} taken?): {self._log_tail()}"
                 )
             try:
                 with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1):  # noqa: S310  # loopback
-                    return self
+                    return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)
-        self.stop()
         raise RuntimeError(
             f"moto's server did not answer on {self.endpoint_url} within {self._startup_timeout} s"
         )
 
+    def _log_tail(self, characters: int = 2000) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-characters:]
+
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
         stop_process(process, timeout)
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()

@@ -60,6 +60,9 @@ class DevStack:
             stdout=self.log_path.open("a"),
             stderr=subprocess.STDOUT,
             text=True,
+            # Its own process group, as a terminal gives `make dev`: interrupt() signals the whole
+            # group (the stack and its child servers) without signalling this test.
+            start_new_session=True,
         )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -75,6 +78,13 @@ class DevStack:
     def stop(self) -> str:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=90)
+        return self.log_path.read_text()
+
+    def interrupt(self) -> str:
+        """Ctrl-C in the terminal: SIGINT to every process of the stack's group at once."""
+        assert self.process is not None
+        os.killpg(os.getpgid(self.process.pid), signal.SIGINT)
         self.process.wait(timeout=90)
         return self.log_path.read_text()
 
@@ -378,3 +388,53 @@ def test_fifty_tracked_events_reach_the_local_meta_once_each_within_15_seconds(t
 
 def samples_em() -> str:
     return "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"  # Meta's example for john_smith@gmail.com
+
+
+@pytest.mark.dynamodb_local
+def test_ctrl_c_drains_every_accepted_pageview_into_stats_before_the_services_stop(tmp_path):
+    data_dir = tmp_path / "dynamodb"
+    stack = DevStack(data_dir)
+    stack.start()
+    try:
+        # Given a pixel with an attached domain
+        stack.graphql(PIXELS, {"event": {"action": "create", "pixel_id": 654}}, basic=True)
+        add = "mutation D($event: ApiDomainsEventInput!) { domains(event: $event) { code } }"
+        stack.graphql(add, {"event": {"pixel_id": 654, "action": "add", "domain": "example.com"}}, basic=True)
+        # And 100 pageviews accepted (one after the other: this is about the stop, not concurrency)
+        event = {"pixelId": 654, "domain": "example.com"}
+        answers = [stack.graphql(PAGEVIEW, {"event": event}, basic=True) for _ in range(100)]
+        assert [answer["data"]["pageview"]["code"] for answer in answers] == [200] * 100
+    finally:
+        # When Ctrl-C is pressed in the terminal, right after the last 200: SIGINT to the whole group
+        output = stack.interrupt()
+    # Then the stack says what it does, step by step, without a traceback
+    assert "Traceback" not in output, output
+    steps = [
+        "SIGINT: stopping",
+        "Stopped the API.",
+        "Draining the queues",
+        "Drained the queues",
+        "Stopped moto (SQS, KMS).",
+        "Stopped DynamoDB Local.",
+        "Pixel Gateway stopped.",
+    ]
+    positions = [output.find(step) for step in steps]
+    assert -1 not in positions, output[output.find("SIGINT") :]
+    assert positions == sorted(positions), output[output.find("SIGINT") :]
+    assert stack.process is not None
+    assert stack.process.returncode == 0
+
+    # When it starts again on the same data directory
+    stack.start()
+    try:
+        today = datetime.now(UTC).date().isoformat()
+        stats = stack.graphql(STATS, {"event": {"pixel_id": 654, "from": today, "to": today}}, basic=True)
+        pixel = stack.graphql(PIXELS, {"event": {"action": "get", "pixel_id": 654}}, basic=True)
+    finally:
+        output = stack.interrupt()
+    # Then every accepted pageview was counted before the first stop (nothing is left to count now)
+    assert stats["data"]["stats"]["data"]["totals"]["pageviews"] == 100
+    assert pixel["data"]["pixels"]["data"]["events_received"] == 100
+    assert "Traceback" not in output, output
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False)
+    assert leftovers.stdout == "", f"processes left running: {leftovers.stdout}"
