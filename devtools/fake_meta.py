@@ -60,7 +60,7 @@ class Answer:
     refused_event_ids: frozenset[str] = frozenset()
     names_refused_event: bool = True  # the refusal names the event as data[N], as Meta can
     # Called in the server's thread once the request arrived, before answering (and any delay).
-    while_in_flight: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    while_in_flight: Callable[[], object] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 100 <= self.status <= 599:
