@@ -143,34 +143,42 @@ class StopSignals:
         self.stopping = False
 
     def install(self) -> None:
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        # SIGHUP: the terminal closed. Its shell signals only the groups it knows, so the children,
+        # in groups of their own, rely on this process to stop them.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.stopping:
-            # os.write, not print(): the main thread may be inside a print() to the same stream.
-            os.write(sys.stdout.fileno(), f"{name}: already stopping (bounded, see above).\n".encode())
+            _write(f"{name}: already stopping (bounded, see above).\n")
             return
         self.stopping = True
-        os.write(sys.stdout.fileno(), f"\n{name}: stopping, a line per step.\n".encode())
+        _write(f"\n{name}: stopping, a line per step.\n")
         raise StopRequested(name)
 
 
+def _write(text: str) -> None:
+    # os.write, not print(): a signal handler may run while the main thread is inside a print().
+    with contextlib.suppress(OSError):
+        os.write(sys.stdout.fileno(), text.encode())
+
+
 def say(line: str) -> None:
-    print(line, flush=True)
+    # A terminal that has gone away (SIGHUP) must not turn the stop into an error.
+    with contextlib.suppress(OSError):
+        print(line, flush=True)
 
 
 @contextlib.contextmanager
 def running(server: LocalServer, name: str) -> Iterator[Any]:
     """``with running(server, name) as started:`` starts it, and stops it with a line saying so."""
+    started = server.start()  # a start that fails (or is interrupted) stops what it started itself
     try:
-        with server as started:
-            try:
-                yield started
-            finally:
-                say(f"Stopping {name}...")
+        yield started
     finally:
+        say(f"Stopping {name}...")
+        server.stop()
         say(f"Stopped {name}.")
 
 

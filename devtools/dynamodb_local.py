@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Self
 
 from devtools.net import free_port
-from devtools.servers import LocalServer, stop_process
+from devtools.servers import LocalServer, stop_process, terminated_with_parent
 from devtools.template import REPO_ROOT
 
 NODE_MODULES = REPO_ROOT / "node_modules"
@@ -110,6 +110,7 @@ class DynamoDBLocal(LocalServer):
                 # Its own process group: Ctrl-C in a terminal signals only the foreground group, so
                 # the database outlives the API until `make dev` has drained the queues into it.
                 process_group=0,
+                preexec_fn=terminated_with_parent(),  # noqa: PLW1509  # one prctl() call, pre-resolved
             )
             self._wait_until_ready()
         except BaseException:

@@ -13,7 +13,7 @@ from typing import IO, Self
 
 from moto.server import ThreadedMotoServer
 
-from devtools.servers import LocalServer, stop_process
+from devtools.servers import LocalServer, stop_process, terminated_with_parent
 
 
 class MotoServer(LocalServer):
@@ -86,6 +86,7 @@ class MotoServerProcess(LocalServer):
             stdout=subprocess.DEVNULL,
             stderr=self._log,
             process_group=0,
+            preexec_fn=terminated_with_parent(),  # noqa: PLW1509  # one prctl() call, pre-resolved
         )
         try:
             self._wait_until_ready(self._process)

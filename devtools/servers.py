@@ -1,11 +1,17 @@
 """What the local stand-ins (DynamoDB Local, moto, the fake Meta) share: start() and stop() as a
-with-statement, and stopping a child process."""
+with-statement, and starting and stopping a child process."""
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class LocalServer:
@@ -39,3 +45,21 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float) -> Non
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def terminated_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux send the child SIGTERM when its parent dies, None elsewhere.
+
+    Children started in a process group of their own (``process_group=0``, so that a terminal's
+    Ctrl-C does not reach them before the parent has drained the queues) no longer die with the
+    terminal's group: this keeps them from outliving a parent that was killed outright (SIGKILL).
+    """
+    if sys.platform != "linux":
+        return None
+    # Resolved here, in the parent: the child only calls it between fork and exec.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+    return set_death_signal

@@ -2,14 +2,19 @@
 started again on the same data."""
 
 import base64
+import contextlib
+import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from devtools.api_gateway import MAX_BODY_BYTES, LocalHttpApi, Route
 from devtools.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -438,3 +444,122 @@ def test_ctrl_c_drains_every_accepted_pageview_into_stats_before_the_services_st
     assert "Traceback" not in output, output
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False)
     assert leftovers.stdout == "", f"processes left running: {leftovers.stdout}"
+
+
+# The local API Gateway's body limit, served on its own (a stand-in function, no stack).
+
+
+@contextlib.contextmanager
+def echo_api() -> Iterator[tuple[LocalHttpApi, list[int]]]:
+    """A local API Gateway with one route, POST /echo, whose function answers the body's length."""
+    invoked: list[int] = []
+
+    def echo(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        body = event["body"] or ""
+        length = len(base64.b64decode(body)) if event["isBase64Encoded"] else len(body.encode())
+        invoked.append(length)
+        return {"statusCode": 200, "body": json.dumps({"length": length})}
+
+    api = LocalHttpApi(free_port(), [Route("POST", "/echo", "EchoFunction", echo, 3.0)])
+    thread = threading.Thread(target=api.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield api, invoked
+    finally:
+        api.stop_serving(timeout=5)
+        thread.join(5)
+
+
+def connection(api: LocalHttpApi) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", api.server_address[1], timeout=30)
+
+
+def test_a_body_over_10_mb_sent_whole_before_reading_is_answered_413_and_the_connection_closed_cleanly():
+    with echo_api() as (api, invoked):
+        # Given a client that sends its whole body before it reads the answer (as http.client does)
+        client = connection(api)
+        # When the body is one byte over API Gateway's 10 MB
+        client.request(
+            "POST", "/echo", body=b"a" * (MAX_BODY_BYTES + 1), headers={"Content-Type": "text/plain"}
+        )
+        answer = client.getresponse()
+        # Then it reads a 413 (no connection reset while it sent), and the server closes the connection
+        assert (answer.status, json.loads(answer.read())) == (413, {"message": "Request Entity Too Large"})
+        assert answer.getheader("connection") == "close"
+        assert client.sock is None or client.sock.recv(1) == b""
+        client.close()
+        # And the function was never invoked, while a body of exactly 10 MB still is
+        client = connection(api)
+        client.request("POST", "/echo", body=b"a" * MAX_BODY_BYTES, headers={"Content-Type": "text/plain"})
+        assert json.loads(client.getresponse().read()) == {"length": MAX_BODY_BYTES}
+        client.close()
+        assert invoked == [MAX_BODY_BYTES]
+
+
+def test_an_oversized_body_announced_with_expect_100_continue_is_refused_before_it_is_sent():
+    with echo_api() as (api, invoked):
+        with socket.create_connection(("127.0.0.1", api.server_address[1]), timeout=30) as client:
+            # When a client announces 11 MB and waits for 100 Continue before sending them
+            client.sendall(
+                b"POST /echo HTTP/1.1\r\nHost: local\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: 11534336\r\nExpect: 100-continue\r\n\r\n"
+            )
+            # Then the answer is a final 413 instead, and the connection ends there
+            answer = read_until_closed(client)
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert b"100 Continue" not in answer
+        assert invoked == []
+
+
+def test_a_chunked_body_is_read_whole_and_one_over_10_mb_is_refused_413_without_a_reset():
+    with echo_api() as (api, invoked):
+        # Given a chunked body of 3 chunks, then one of 11 chunks of 1 MB (no Content-Length)
+        small = [b"x" * 1000, b"y" * 24, b"z"]
+        big = [b"a" * 1024 * 1024 for _ in range(11)]
+        client = connection(api)
+        client.request(
+            "POST", "/echo", body=iter(small), headers={"Content-Type": "text/plain"}, encode_chunked=True
+        )
+        # Then the function gets the small one whole
+        assert json.loads(client.getresponse().read()) == {"length": 1025}
+        # And the big one, sent on the same kept-alive connection, is refused once past the limit
+        client.request(
+            "POST", "/echo", body=iter(big), headers={"Content-Type": "text/plain"}, encode_chunked=True
+        )
+        answer = client.getresponse()
+        assert (answer.status, answer.getheader("connection")) == (413, "close")
+        answer.read()
+        client.close()
+        assert invoked == [1025]
+
+
+def test_malformed_lengths_are_bad_requests_and_a_stopping_gateway_refuses_requests_on_open_connections():
+    with echo_api() as (api, invoked):
+        for framing in (
+            b"Content-Length: -5\r\n",
+            b"Content-Length: 5\r\nContent-Length: 6\r\n",
+            b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            b"Transfer-Encoding: gzip\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", api.server_address[1]), timeout=30) as raw:
+                raw.sendall(b"POST /echo HTTP/1.1\r\nHost: local\r\n" + framing + b"\r\nhello")
+                assert read_until_closed(raw).startswith(b"HTTP/1.1 400 "), framing
+        # Given a kept-alive connection that was already served
+        client = connection(api)
+        client.request("POST", "/echo", body=b"hi", headers={"Content-Type": "text/plain"})
+        assert client.getresponse().read() == b'{"length": 2}'
+        # When the gateway stops, a request on that connection is refused with a 503 (and it closes)
+        assert api.stop_serving(timeout=5) == 0
+        client.request("POST", "/echo", body=b"late", headers={"Content-Type": "text/plain"})
+        answer = client.getresponse()
+        assert (answer.status, answer.getheader("connection")) == (503, "close")
+        answer.read()
+        client.close()
+        assert invoked == [2]
+
+
+def read_until_closed(client: socket.socket) -> bytes:
+    received = b""
+    while chunk := client.recv(65536):
+        received += chunk
+    return received
