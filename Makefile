@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/graphql_api:$(CURDIR)
 
-.PHONY: help dev test lint unit build deploy clean bench fuzz
+.PHONY: help dev services test lint unit build deploy clean bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -14,6 +14,10 @@ help: ## list the targets
 dev: ## run the whole system locally on http://127.0.0.1:$${PORT:-3000}
 	@scripts/bootstrap dev
 	@exec $(PYTHON) -m devtools.dev
+
+services: ## only DynamoDB Local, moto and the fake Meta, for sam local (SERVICES_HOST=0.0.0.0 on Linux)
+	@scripts/bootstrap dev
+	@exec $(PYTHON) -m devtools.services
 
 test: ## ruff, mypy and every test (unit, DynamoDB Local, handler events, sam build)
 	@scripts/bootstrap test

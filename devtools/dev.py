@@ -75,33 +75,44 @@ class DevSettings:
         )
 
 
+FAKE_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",  # a fake, on purpose
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
 def use_fake_credentials() -> None:
     """Nothing here may reach a real account: fake credentials, no profile."""
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="local",
-        AWS_SECRET_ACCESS_KEY="local",  # noqa: S106  # a fake, on purpose
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_REGION="us-east-1",
-    )
+    os.environ.update(FAKE_AWS_ENVIRONMENT)
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)
 
 
+def local_aws_environment(
+    dynamodb_url: str, moto_url: str, resources: ProvisionedResources, graph_api: str
+) -> dict[str, str]:
+    """What points the functions at the local services (also written for `sam local` by
+    devtools/services.py, with the URLs a container sees)."""
+    return {
+        "PUBLISH_QUEUE_URL": resources.queue_urls["PublishQueue"],
+        "CLEANUP_QUEUE_URL": resources.queue_urls["CleanupQueue"],
+        "GRAPH_API_BASE_URL": graph_api,
+        "TABLE_NAME": TABLE_NAME,
+        "DYNAMODB_ENDPOINT_URL": dynamodb_url,
+        "AWS_ENDPOINT_URL_SQS": moto_url,
+        "AWS_ENDPOINT_URL_KMS": moto_url,
+        "EVENTS_QUEUE_URL": resources.queue_urls["EventsQueue"],
+        "TOKEN_KMS_KEY_ID": resources.kms_aliases["AccessTokenKeyAlias"],
+        "POWERTOOLS_SERVICE_NAME": "pixel-gateway",
+        "STAGE": os.environ.get("STAGE", "dev"),
+    }
+
+
 def use_local_aws(dynamodb_url: str, moto_url: str, resources: ProvisionedResources, graph_api: str) -> None:
     """Environment for the functions, set before they are imported (configuration is read once)."""
-    os.environ.update(
-        PUBLISH_QUEUE_URL=resources.queue_urls["PublishQueue"],
-        CLEANUP_QUEUE_URL=resources.queue_urls["CleanupQueue"],
-        GRAPH_API_BASE_URL=graph_api,
-        TABLE_NAME=TABLE_NAME,
-        DYNAMODB_ENDPOINT_URL=dynamodb_url,
-        AWS_ENDPOINT_URL_SQS=moto_url,
-        AWS_ENDPOINT_URL_KMS=moto_url,
-        EVENTS_QUEUE_URL=resources.queue_urls["EventsQueue"],
-        TOKEN_KMS_KEY_ID=resources.kms_aliases["AccessTokenKeyAlias"],
-        POWERTOOLS_SERVICE_NAME="pixel-gateway",
-    )
-    os.environ.setdefault("STAGE", "dev")
+    os.environ.update(local_aws_environment(dynamodb_url, moto_url, resources, graph_api))
 
 
 def ensure_dev_credentials(dev: DevSettings) -> None:
@@ -182,15 +193,27 @@ def running(server: LocalServer, name: str) -> Iterator[Any]:
         say(f"Stopped {name}.")
 
 
-def serve(dev: DevSettings) -> None:
-    use_fake_credentials()
-    template = load_template()
+@dataclass(frozen=True)
+class BackingServices:
+    dynamodb_url: str
+    moto_url: str  # SQS and KMS
+    fake_meta_url: str
+    graph_api: str  # what the functions call: GRAPH_API_BASE_URL, else the local fake Meta
+    resources: ProvisionedResources
+
+
+@contextlib.contextmanager
+def backing_services(
+    dev: DevSettings, template: dict[str, Any], host: str = "127.0.0.1"
+) -> Iterator[BackingServices]:
+    """DynamoDB Local, moto and the local Meta, started and provisioned from the template; stopped
+    on the way out, a line each. ``host``: the address moto and the local Meta listen on (DynamoDB
+    Local listens on every interface whatever it is); the URLs given are loopback ones."""
     with (
         running(DynamoDBLocal(port=dev.dynamodb_port, db_path=dev.data_dir), "DynamoDB Local") as dynamodb,
-        running(MotoServerProcess(port=dev.moto_port), "moto (SQS, KMS)") as moto,
-        running(FakeMeta(port=dev.meta_port), "the local Meta") as fake_meta,
+        running(MotoServerProcess(port=dev.moto_port, host=host), "moto (SQS, KMS)") as moto,
+        running(FakeMeta(port=dev.meta_port, host=host), "the local Meta") as fake_meta,
     ):
-        graph_api = dev.graph_api_base_url or fake_meta.base_url
         resources = provision(
             template,
             dynamodb_endpoint=dynamodb.endpoint_url,
@@ -198,21 +221,35 @@ def serve(dev: DevSettings) -> None:
             kms_endpoint=moto.endpoint_url,
             table_names={"PixelTable": TABLE_NAME},
         )
-        use_local_aws(dynamodb.endpoint_url, moto.endpoint_url, resources, graph_api)
+        yield BackingServices(
+            dynamodb_url=dynamodb.endpoint_url,
+            moto_url=moto.endpoint_url,
+            fake_meta_url=fake_meta.base_url,
+            graph_api=dev.graph_api_base_url or fake_meta.base_url,
+            resources=resources,
+        )
+
+
+def serve(dev: DevSettings) -> None:
+    use_fake_credentials()
+    template = load_template()
+    with backing_services(dev, template) as services:
+        resources, moto_url, graph_api = services.resources, services.moto_url, services.graph_api
+        use_local_aws(services.dynamodb_url, moto_url, resources, graph_api)
         ensure_dev_credentials(dev)
         event_sources: list[SqsEventSource] = []
         try:
-            event_sources += start_event_sources(template, resources, moto.endpoint_url)
+            event_sources += start_event_sources(template, resources, moto_url)
             api = LocalHttpApi(dev.port, routes_of(template))
             try:
                 threading.Thread(target=api.serve_forever, name="local-api-gateway", daemon=True).start()
-                say(banner(dev, dynamodb.endpoint_url, moto.endpoint_url, graph_api))
+                say(banner(dev, services.dynamodb_url, moto_url, graph_api))
                 while True:  # until Ctrl-C or SIGTERM (StopRequested)
                     time.sleep(3600)
             finally:
                 stop_api(api)
                 # What the API accepted is counted (and published) before moto and DynamoDB Local stop.
-                drain(event_sources, template, resources, moto.endpoint_url)
+                drain(event_sources, template, resources, moto_url)
         finally:
             stop_event_sources(event_sources)
 

@@ -163,8 +163,9 @@ def token_fingerprint(token: str) -> str:
 class FakeMeta(LocalServer):
     """Meta's Conversions API on ``http://127.0.0.1:<port>``; ``port=0`` lets the OS pick a free port."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self._requested_port = port
+        self._host = host  # what it listens on; base_url stays loopback (0.0.0.0 includes it)
         self._lock = threading.Lock()
         self._script: deque[Answer] = deque()
         self._default = Answer()
@@ -185,7 +186,7 @@ class FakeMeta(LocalServer):
         if self._server is not None:
             raise RuntimeError(f"FakeMeta is already running on {self.base_url}")
         try:
-            server = _Server(("127.0.0.1", self._requested_port), _Handler)
+            server = _Server((self._host, self._requested_port), _Handler)
         except OSError as error:
             raise RuntimeError(f"port {self._requested_port} is not free for FakeMeta: {error}") from error
         server.fake = self

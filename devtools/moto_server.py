@@ -63,8 +63,9 @@ class MotoServerProcess(LocalServer):
     """moto's server as a child process: its work stays off this process's GIL (`make dev` runs
     the API and the functions in this process, and moto's request handling would compete with them)."""
 
-    def __init__(self, port: int, *, startup_timeout: float = 30.0) -> None:
+    def __init__(self, port: int, *, startup_timeout: float = 30.0, host: str = "127.0.0.1") -> None:
         self.port = port
+        self.host = host  # what it listens on; endpoint_url stays loopback (0.0.0.0 includes it)
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -74,7 +75,7 @@ class MotoServerProcess(LocalServer):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Self:
-        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
         # A file, not a pipe: moto logs every request to stderr, and an unread pipe fills up and
         # blocks the server. Its own process group: Ctrl-C in a terminal signals only the foreground
         # group, so moto (and the queued events it holds in memory) outlives the API until `make dev`
