@@ -19,6 +19,7 @@ LAMBDA_ENVIRONMENT: dict[str, str] = {
     "STAGE": "prod",
     "TABLE_NAME": "pixel-gateway-bench",
     "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-bench-EventsQueue",
+    "CLEANUP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-bench-CleanupQueue",
     "TOKEN_KMS_KEY_ID": "alias/pixel-gateway-bench/access-tokens",
 }
 for _name, _value in LAMBDA_ENVIRONMENT.items():

@@ -22,6 +22,7 @@ for _name, _value in {
     "TABLE_NAME": "pixel-gateway-test",
     "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-test-EventsQueue",
     "PUBLISH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-test-PublishQueue",
+    "CLEANUP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/pixel-gateway-test-CleanupQueue",
     "GRAPH_API_BASE_URL": "http://127.0.0.1:9",  # discard port: tests that publish start a fake Meta
     "STAGE": "dev",
     "POWERTOOLS_SERVICE_NAME": "pixel-gateway",
@@ -266,6 +267,12 @@ def aggregator(aws: ProvisionedResources, sqs: Any, template: dict[str, Any]) ->
 def publisher(aws: ProvisionedResources, sqs: Any, template: dict[str, Any]) -> Any:
     """Runs the CAPI publisher over what waits on the publish queue."""
     return _sqs_function(aws, sqs, template, "CapiPublisherFunction")
+
+
+@pytest.fixture
+def cleanup(aws: ProvisionedResources, sqs: Any, template: dict[str, Any]) -> Any:
+    """Runs the pixel clean-up over what waits on the clean-up queue."""
+    return _sqs_function(aws, sqs, template, "PixelCleanupFunction")
 
 
 @pytest.fixture

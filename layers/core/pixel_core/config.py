@@ -19,6 +19,8 @@ class Settings:
     dynamodb_endpoint_url: str | None
     events_queue_url: str
     publish_queue_url: str
+    # Requests to clean up a deleted pixel's partition (pixel_core/cleanup.py).
+    cleanup_queue_url: str
     # Meta's Graph API; tests and `make dev` point it at a local fake.
     graph_api_base_url: str
     graph_api_version: str
@@ -51,6 +53,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         dynamodb_endpoint_url=environ.get("DYNAMODB_ENDPOINT_URL") or None,
         events_queue_url=environ.get("EVENTS_QUEUE_URL", ""),
         publish_queue_url=environ.get("PUBLISH_QUEUE_URL", ""),
+        cleanup_queue_url=environ.get("CLEANUP_QUEUE_URL", ""),
         graph_api_base_url=environ.get("GRAPH_API_BASE_URL", "https://graph.facebook.com").rstrip("/"),
         graph_api_version=environ.get("GRAPH_API_VERSION", "v21.0"),
         auth_cache_seconds=float(environ.get("AUTH_CACHE_SECONDS", "60")),

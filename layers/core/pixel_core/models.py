@@ -11,6 +11,7 @@ Query. `gsi1` lists a tenant's pixels.
 | pixel     | PIXEL#<id>      | PIXEL            | TENANT#<tenant> | PIXEL#<padded>  |
 | domain    | PIXEL#<id>      | DOMAIN#<domain>  |                 |                 |
 | sequence  | SEQUENCE#<name> | SEQUENCE         |                 |                 |
+| deletion  | PIXEL#<id>      | DELETING         |                 |                 |
 
 Counters, written only by the aggregator, live in the pixel's partition too:
 
@@ -172,6 +173,22 @@ class PixelItem(TableItem, discriminator="pixel"):
         return int(self.pixel_id)
 
 
+class PixelDeletionItem(TableItem, discriminator="pixel_deletion"):
+    """A pixel being deleted: written when its pixel item is removed, removed last of its partition.
+
+    While it exists the pixel id cannot be set up again, so that what the clean-up has not removed
+    yet can never be read as, or mixed into, a new pixel's data (pixel_core/cleanup.py).
+    """
+
+    tenant_id = UnicodeAttribute()
+    incarnation = UnicodeAttribute(null=True)
+    requested_at = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key(pixel_id: int) -> tuple[str, str]:
+        return pixel_partition(pixel_id), "DELETING"
+
+
 class DomainItem(TableItem, discriminator="domain"):
     domain_id = NumberAttribute()
     pixel_id = UnicodeAttribute()
@@ -298,6 +315,7 @@ ALL_MODELS: tuple[type[TableItem], ...] = (
     TenantItem,
     AppItem,
     PixelItem,
+    PixelDeletionItem,
     DomainItem,
     TotalsItem,
     DayItem,

@@ -4,21 +4,22 @@ import threading
 import unicodedata
 
 from cachetools import TTLCache, cached
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import TransactWriteError
 
 from pixel_core.auth import Principal
+from pixel_core.cleanup import request_cleanup
 from pixel_core.clock import utc_now
 from pixel_core.config import settings
 from pixel_core.errors import BadRequest, Conflict, GatewayError, NotFound, PixelNotFound
 from pixel_core.models import (
+    PixelDeletionItem,
     PixelItem,
     TableItem,
     TenantItem,
     find,
-    is_condition_failure,
     next_sequence_value,
-    pixel_partition,
     tenant_partition,
+    transaction,
 )
 
 MAX_NAME_LENGTH = 256
@@ -99,22 +100,37 @@ def create_pixel(
     tenant_id = tenant_for(principal, tenant_id)
     name = clean_name(name)
     if pixel_id is not None:
-        if not _insert(PixelItem.new(pixel_id, tenant_id, name=name, created_at=utc_now())):
+        if not insert_pixel(PixelItem.new(pixel_id, tenant_id, name=name, created_at=utc_now())):
             raise Conflict(f"Pixel {pixel_id} already exists")
         return pixel_for(principal, pixel_id)
     # Explicit ids may already occupy allocated numbers: skip them.
     for _ in range(_ALLOCATION_ATTEMPTS):
         candidate = PixelItem.new(next_sequence_value("pixel_id"), tenant_id, name=name, created_at=utc_now())
-        if _insert(candidate):
+        if insert_pixel(candidate):
             return candidate
     raise GatewayError("Could not allocate a pixel id")
 
 
-def _insert(pixel: PixelItem) -> bool:
+def insert_pixel(pixel: PixelItem) -> bool:
+    """Creates the pixel if its id is free: False if it exists, 409 while its deletion runs."""
     try:
-        pixel.save(condition=PixelItem.pk.does_not_exist())
-    except PutError as error:
-        if is_condition_failure(error):
+        with transaction() as tx:
+            tx.save(pixel, condition=PixelItem.pk.does_not_exist(), tag=PixelItem)
+            pk, sk = PixelDeletionItem.key(pixel.number)
+            tx.condition_check(
+                PixelDeletionItem,
+                pk,
+                sk,
+                condition=PixelDeletionItem.pk.does_not_exist(),
+                tag=PixelDeletionItem,
+            )
+    except TransactWriteError as error:
+        failed = {tag for tag, code in tx.reasons(error) if code == "ConditionalCheckFailed"}
+        if PixelDeletionItem in failed:
+            raise Conflict(
+                f"Pixel {pixel.pixel_id} is being deleted; it can be set up again once that is done"
+            ) from None
+        if PixelItem in failed:
             return False
         raise
     return True
@@ -132,9 +148,28 @@ def list_pixels(principal: Principal, tenant_id: str | None = None) -> list[Pixe
 
 
 def delete_pixel(principal: Principal, pixel_id: int) -> None:
-    """Deletes the pixel and everything in its partition (domains, filters, counters)."""
-    pixel_for(principal, pixel_id)
-    with TableItem.batch_write() as batch:
-        for item in TableItem.query(pixel_partition(pixel_id)):
-            batch.delete(item)
+    """Deletes the pixel at once; its partition (domains, filters, counters) is cleaned up in the
+    background (pixel_core/cleanup.py). The request is queued first: if the deletion then fails,
+    the clean-up finds no deletion item and does nothing."""
+    pixel = pixel_for(principal, pixel_id)
+    request_cleanup(pixel_id)
+    try:
+        with transaction() as tx:
+            same_pixel = (PixelItem.tenant_id == pixel.tenant_id) & (
+                PixelItem.incarnation.does_not_exist()
+                if pixel.incarnation is None
+                else PixelItem.incarnation == pixel.incarnation
+            )
+            tx.delete(PixelItem(*PixelItem.key(pixel_id)), condition=same_pixel, tag=PixelItem)
+            deletion = PixelDeletionItem(
+                *PixelDeletionItem.key(pixel_id),
+                tenant_id=pixel.tenant_id,
+                incarnation=pixel.incarnation,
+                requested_at=utc_now(),
+            )
+            tx.save(deletion, condition=PixelDeletionItem.pk.does_not_exist(), tag=PixelDeletionItem)
+    except TransactWriteError as error:
+        if any(code == "ConditionalCheckFailed" for _tag, code in tx.reasons(error)):
+            raise PixelNotFound(pixel_id) from None  # deleted (or deleted and set up again) meanwhile
+        raise
     forget_recent_pixels()

@@ -5,14 +5,14 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import UpdateError
 
 from pixel_core.auth import Principal
 from pixel_core.clock import utc_now
 from pixel_core.errors import BadRequest, PixelNotFound, Unauthorized
 from pixel_core.models import PixelItem, TotalsItem, find, is_condition_failure
 from pixel_core.pixel_ids import InvalidPixelIdError, parse_pixel_id
-from pixel_core.pixels import MAX_NAME_LENGTH, clean_name, delete_pixel, forget_recent_pixels
+from pixel_core.pixels import MAX_NAME_LENGTH, clean_name, delete_pixel, forget_recent_pixels, insert_pixel
 from pixel_core.tokens import encrypt_access_token
 
 _API_VERSION = re.compile(r"v\d{1,3}\.\d{1,2}")
@@ -114,12 +114,8 @@ def setup_pixel(tenant_id: str, connection: Connection) -> PixelItem:
     refused = BadRequest(f"Invalid input: pixel {connection.pixel_id} cannot be set up for this account")
     if existing is None:
         pixel = PixelItem.new(connection.pixel_id, tenant_id, created_at=utc_now(), **connected)
-        try:  # create only if still absent: concurrent set-ups cannot cross tenants
-            pixel.save(condition=PixelItem.pk.does_not_exist())
-        except PutError as error:
-            if is_condition_failure(error):
-                raise refused from None
-            raise
+        if not insert_pixel(pixel):  # created meanwhile: concurrent set-ups cannot cross tenants
+            raise refused
     else:
         # Only the connection's attributes, in one update expression, if the pixel is still ours: a
         # domain, filter or status change made meanwhile is kept (a whole-item put would undo it).
