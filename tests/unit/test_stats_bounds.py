@@ -15,7 +15,7 @@ from graphql_api import limits
 from graphql_api.server import schema
 from pixel_core import stats
 from pixel_core.config import settings
-from pixel_core.models import DayItem, TableItem, VisitorDayItem
+from pixel_core.models import DayDomainItem, DayItem, TableItem, VisitorDayItem
 
 STATS = "query Stats($event: ApiStatsEventInput!) { stats(event: $event) { code data message } }"
 PIXELS = "mutation Pixels($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
@@ -164,3 +164,32 @@ def test_aliases_cannot_multiply_full_range_stats_past_the_default_maximum():
 
     assert cost_of(aliased(2)) <= settings.max_query_cost
     assert cost_of(aliased(3)) > settings.max_query_cost
+
+
+def test_a_range_with_more_day_domains_than_the_bound_keeps_exact_days_and_says_its_domains_are_partial(
+    app, gql, monkeypatch
+):
+    # Given a pixel without domains (it takes any) seen on 40 domains a day over three days
+    monkeypatch.setattr(stats, "MAX_DAY_DOMAINS_READ", 50)
+    created = gql(PIXELS, {"event": {"action": "create", "pixel_id": PIXEL}}, app.basic_header)
+    assert created.data["pixels"]["code"] == 200
+    with TableItem.batch_write() as batch:
+        for number, day in enumerate(DAYS):
+            batch.save(DayItem(*DayItem.key(PIXEL, day), pageviews=400 + number, visitors=0))
+            for site in range(40):
+                item = DayDomainItem(
+                    *DayDomainItem.key(PIXEL, day, f"site{site}.example"),
+                    domain=f"site{site}.example",
+                    pageviews=10,
+                )
+                batch.save(item)
+    # When stats reads the range, and one day of it
+    data = ask_stats(gql, app, DAYS[0], DAYS[-1])
+    one_day = ask_stats(gql, app, DAYS[0], DAYS[0])
+    # Then every day's pageviews are exact, and the domains are flagged as partial only past the bound
+    assert [day["pageviews"] for day in data["days"]] == [400, 401, 402]
+    assert data["totals"]["pageviews"] == 1203
+    assert data["domains_exact"] is False
+    assert sum(len(day["domains"]) for day in data["days"]) == 50
+    assert one_day["domains_exact"] is True
+    assert len(one_day["days"][0]["domains"]) == 40

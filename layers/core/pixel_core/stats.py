@@ -1,7 +1,7 @@
 """Reading the aggregator's counters: a pixel's totals, and per-day stats over a range of UTC days."""
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from pixel_core.auth import Principal
@@ -26,6 +26,8 @@ MAX_RANGE_DAYS = 92
 # 5 Query calls and 25,000 items (~100 bytes each: ~2.5 MB, ~300 read units) however busy the pixel.
 MAX_VISITOR_DAYS_READ = 20_000
 VISITOR_DAYS_PAGE_SIZE = 5_000
+# Likewise the day-domain items (one per day and domain) that one request lists.
+MAX_DAY_DOMAINS_READ = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,9 @@ class DayRange:
         if (last - first).days + 1 > MAX_RANGE_DAYS:
             raise BadRequest(f"The range may span at most {MAX_RANGE_DAYS} days")
         return cls(first, last)
+
+    def each_day(self) -> list[date]:
+        return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
 
     def sort_key_bounds(self, prefix: str) -> tuple[str, str]:
         # "~" sorts after every character used in the keys that follow a day.
@@ -62,18 +67,22 @@ def pixel_totals(pixel_id: int) -> TotalsItem | None:
 
 def pixel_stats(principal: Principal, pixel_id: int, days: DayRange) -> dict[str, Any]:
     """Per-day counters (always exact) and totals; `visitors_exact` says whether the range's
-    distinct visitors could be counted within `MAX_VISITOR_DAYS_READ` (see `_distinct_visitors`)."""
+    distinct visitors could be counted within `MAX_VISITOR_DAYS_READ` (see `_distinct_visitors`),
+    `domains_exact` whether every day's domains were read within `MAX_DAY_DOMAINS_READ`."""
     pixel_for(principal, pixel_id)
     partition = pixel_partition(pixel_id)
     by_day: dict[str, dict[str, Any]] = {}
-    low, high = days.sort_key_bounds(DAY_PREFIX)
-    for item in TableItem.query(partition, TableItem.sk.between(low, high)):
-        day = item.sk[len(DAY_PREFIX) : len(DAY_PREFIX) + 10]
-        entry = by_day.setdefault(day, {"date": day, "pageviews": 0, "visitors": 0, "domains": []})
-        if isinstance(item, DayItem):
-            entry["pageviews"], entry["visitors"] = int(item.pageviews), int(item.visitors)
-        elif isinstance(item, DayDomainItem):
-            entry["domains"].append({"domain": item.domain, "pageviews": int(item.pageviews)})
+    # The days by key (at most 92, one BatchGetItem): exact whatever the number of domains.
+    keys = [DayItem.key(pixel_id, day.isoformat()) for day in days.each_day()]
+    for item in DayItem.batch_get(keys):
+        day = item.sk[len(DAY_PREFIX) :]
+        by_day[day] = {
+            "date": day,
+            "pageviews": int(item.pageviews),
+            "visitors": int(item.visitors),
+            "domains": [],
+        }
+    domains_exact = _add_domains(partition, days, by_day)
     for entry in by_day.values():
         entry["domains"].sort(key=lambda d: (-d["pageviews"], d["domain"]))
     distinct = _distinct_visitors(partition, days)
@@ -87,8 +96,29 @@ def pixel_stats(principal: Principal, pixel_id: int, days: DayRange) -> dict[str
             "visitors": distinct if distinct is not None else sum(e["visitors"] for e in by_day.values()),
         },
         "visitors_exact": distinct is not None,
+        "domains_exact": domains_exact,
         "days": [by_day[day] for day in sorted(by_day)],
     }
+
+
+def _add_domains(partition: str, days: DayRange, by_day: dict[str, dict[str, Any]]) -> bool:
+    """Each day's domains, from the day-domain items of the range; False when there were more than
+    `MAX_DAY_DOMAINS_READ` (a pixel without domains takes any): the lists then hold what was read."""
+    low, high = days.sort_key_bounds(DAY_PREFIX)
+    found = TableItem.query(
+        partition, TableItem.sk.between(low, high), limit=MAX_DAY_DOMAINS_READ + len(by_day) + 1
+    )
+    read = 0
+    for item in found:
+        if not isinstance(item, DayDomainItem):
+            continue  # the day items, read by key above
+        read += 1
+        if read > MAX_DAY_DOMAINS_READ:
+            return False
+        day = item.sk[len(DAY_PREFIX) : len(DAY_PREFIX) + 10]
+        if day in by_day:
+            by_day[day]["domains"].append({"domain": item.domain, "pageviews": int(item.pageviews)})
+    return True
 
 
 def _distinct_visitors(partition: str, days: DayRange) -> int | None:
