@@ -419,6 +419,22 @@ def test_a_redelivered_rejected_event_is_neither_sent_nor_counted_again(app, con
     assert int(totals().events_rejected) == 1
 
 
+def test_a_4xx_meta_gives_for_every_event_is_about_the_request_so_nothing_is_rejected_and_the_events_come_back(
+    app, connected, meta
+):
+    # Given Meta refusing every request of the pixel with code 100, naming no event (a wrong test code, ...)
+    meta.always(Answer.invalid_parameter("Invalid parameter"))
+    events = [forwarded_event(app, f"all-{n}") for n in range(4)]
+    # When the events are published
+    outcome = publishing.publish(events)
+    # Then halving found no event Meta takes: none is counted as rejected, all go back to SQS, and
+    # the error is recorded as the pixel's
+    assert len(meta.requests()) == 1 + 2 + 4
+    assert (outcome.rejected, outcome.failed) == (0, {event.event_id for event in events})
+    assert find(TotalsItem, TotalsItem.key(PIXEL)) is None
+    assert pixel_item().api_error_code == 100
+
+
 @pytest.mark.parametrize(
     "custom_data",
     [

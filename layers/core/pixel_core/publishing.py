@@ -12,6 +12,8 @@ What becomes of each event:
   (a 4xx such as code 100 that concerns some events of the request: the events Meta names, else
   found by splitting the request in halves; re-sending the good half is safe, Meta deduplicates on
   event_id). Both are counted like published ones and never retried; neither sets `apiErrorCode`.
+  If halving finds Meta taking none of a pixel's events, the error was about the request, not the
+  events: they are failed (below) and the error becomes the pixel's `apiErrorCode`.
 - held: its pixel's token is missing, undecryptable or rejected by Meta (code 190, which marks the
   pixel `connected: false` until setupPixelSignalConfig replaces the token). The event is put back
   on the publish queue as a new message delayed by HOLD_DELAY_SECONDS, so it waits without using up
@@ -287,6 +289,7 @@ def _publish_pixel(run: _Run, events: list[PixelEvent]) -> None:
 def _send(run: _Run, pixel: PixelItem, token: str, events: list[PixelEvent]) -> None:
     """Requests of at most 1,000 events; a request split to find the events at fault comes back here."""
     outcome = run.outcome
+    found = _Refused()  # events refused on their own, with nothing naming them
     requests = deque(
         events[start : start + MAX_EVENTS_PER_REQUEST]
         for start in range(0, len(events), MAX_EVENTS_PER_REQUEST)
@@ -295,13 +298,13 @@ def _send(run: _Run, pixel: PixelItem, token: str, events: list[PixelEvent]) -> 
         chunk = requests.popleft()
         if not run.time_left():
             outcome.fail([*chunk, *(event for rest in requests for event in rest)])
-            return
+            break
         outcome.requests += 1
         try:
             send_to_meta(pixel, token, chunk)
         except MetaError as error:
             if error.about_events:
-                requests.extendleft(reversed(_isolate(run, chunk, error)))
+                requests.extendleft(reversed(_isolate(run, chunk, error, found)))
                 continue
             logger.warning(
                 "Meta refused events",
@@ -321,23 +324,53 @@ def _send(run: _Run, pixel: PixelItem, token: str, events: list[PixelEvent]) -> 
                 outcome.hold(rest)
             else:
                 outcome.fail(rest)
-            return
+            break
         recorded = _record(run, chunk, TotalsItem.events_published)
         outcome.published += recorded
         outcome.skipped += len(chunk) - recorded  # a concurrent publisher recorded them first
         outcome.settle(chunk)
+        found.others_accepted = True
         _forget_meta_error(pixel)
+    _settle_refused(run, pixel, found)
 
 
-def _isolate(run: _Run, chunk: list[PixelEvent], error: MetaError) -> list[list[PixelEvent]]:
-    """Rejects the event Meta named (or the only one); else splits the request. What to send again."""
+@dataclass
+class _Refused:
+    events: list[PixelEvent] = field(default_factory=list)
+    error: MetaError | None = None
+    others_accepted: bool = False  # Meta took other events of this pixel's batch
+
+
+def _settle_refused(run: _Run, pixel: PixelItem, found: _Refused) -> None:
+    """Events refused one by one are rejected if Meta took others; if it took none, the error was
+    about every request (a wrong test_event_code, ...), not the events: they come back to SQS, and
+    the error is the pixel's."""
+    if not found.events or found.error is None:
+        return
+    if found.others_accepted:
+        _reject(run, found.events, "refused by Meta", found.error)
+        return
+    logger.warning(
+        "Meta refused every event",
+        extra={"pixel_id": run.pixel_id, "status": found.error.status, "meta_code": found.error.code},
+    )
+    _remember_meta_error(pixel, found.error)
+    run.outcome.fail(found.events)
+
+
+def _isolate(
+    run: _Run, chunk: list[PixelEvent], error: MetaError, found: "_Refused"
+) -> list[list[PixelEvent]]:
+    """Rejects the event Meta named; notes the only one as refused; else splits the request.
+    What to send again."""
     index = error.event_index
     if index is not None and 0 <= index < len(chunk):
         _reject(run, [chunk[index]], "refused by Meta", error)
         rest = chunk[:index] + chunk[index + 1 :]
         return [rest] if rest else []
     if len(chunk) == 1:
-        _reject(run, chunk, "refused by Meta", error)
+        found.events.extend(chunk)
+        found.error = error
         return []
     middle = len(chunk) // 2
     return [chunk[:middle], chunk[middle:]]
