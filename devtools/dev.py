@@ -75,7 +75,8 @@ class DevSettings:
         )
 
 
-FAKE_AWS_ENVIRONMENT = {
+# make dev and make services: no profile, no session token (devtools/fake_aws.py has the tests').
+LOCAL_AWS_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",  # a fake, on purpose
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -85,7 +86,7 @@ FAKE_AWS_ENVIRONMENT = {
 
 def use_fake_credentials() -> None:
     """Nothing here may reach a real account: fake credentials, no profile."""
-    os.environ.update(FAKE_AWS_ENVIRONMENT)
+    os.environ.update(LOCAL_AWS_CREDENTIALS)
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)
 

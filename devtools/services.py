@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.dev import (
-    FAKE_AWS_ENVIRONMENT,
+    LOCAL_AWS_CREDENTIALS,
     BackingServices,
     DevSettings,
     StopRequested,
@@ -45,7 +45,7 @@ LOOPBACK = "127.0.0.1"
 EVERY_INTERFACE = "0.0.0.0"  # only when asked for, with a warning
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost"}
 
-_FAKE_CREDENTIALS = " ".join(f"{name}={value}" for name, value in FAKE_AWS_ENVIRONMENT.items())
+_FAKE_CREDENTIALS = " ".join(f"{name}={value}" for name, value in LOCAL_AWS_CREDENTIALS.items())
 _SAM = ".venv-sam/bin/sam"
 _ENV_VARS = ".local/sam-env.json"
 _ADD_HOST = f"--add-host {CONTAINER_HOST}:host-gateway"
@@ -170,10 +170,10 @@ def sam_env_vars(template: dict[str, Any], local: Mapping[str, str]) -> dict[str
     configuration = configuration_variables()
     env_vars = {}
     for function_id, declared in declared_variables(template).items():
-        names = [*declared, *configuration, *local, *FAKE_AWS_ENVIRONMENT]
+        names = [*declared, *configuration, *local, *LOCAL_AWS_CREDENTIALS]
         values: dict[str, str] = {}
         for name in dict.fromkeys(names):  # each once, in that order
-            value = local.get(name) or FAKE_AWS_ENVIRONMENT.get(name)
+            value = local.get(name) or LOCAL_AWS_CREDENTIALS.get(name)
             if value is None and name in declared:
                 value = _template_value(template, declared[name])
             if value is None:
