@@ -1,5 +1,6 @@
 # Pixel Gateway. `make dev` runs the whole system locally; `make test` runs every check.
-# Both set everything up first (virtualenvs, npm packages), so they work from a fresh clone.
+# Both set everything up first (scripts/bootstrap: virtualenvs, Java and Node when the machine lacks them,
+# npm packages), so they work from a fresh clone with only Python 3.13 (or pyenv) and make installed.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
