@@ -23,7 +23,10 @@ services: ## only DynamoDB Local, moto and the fake Meta, for sam local (SERVICE
 test: ## ruff, mypy and every test (unit, DynamoDB Local, handler events, sam build)
 	@scripts/bootstrap test
 	@$(MAKE) --no-print-directory lint
-	$(VENV)/bin/pytest -v
+	@rm -f .coverage .coverage.*
+	$(VENV)/bin/coverage run -m pytest -v
+	@$(VENV)/bin/coverage combine --quiet
+	$(VENV)/bin/coverage report
 
 lint: ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -2,7 +2,10 @@
 
 import base64
 import hashlib
+import itertools
+import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -19,6 +22,43 @@ DOMAINS_BASIC = (
 PIXELS = "mutation Pixels($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
 UNAUTHORIZED = {"code": 401, "data": {}, "message": "Unauthorized"}
 LIST_123 = {"pixel_id": 123, "action": "list"}
+SERVICE_LOGGER = "pixel-gateway"  # Powertools' Logger(service=...) logs under the service's name
+_request_numbers = itertools.count(1)
+
+
+def api_event(query: str, variables: dict[str, Any], authorization: str | None = None) -> dict[str, Any]:
+    """An API Gateway (HTTP API, payload 2.0) POST /graphql event, with a request id of its own."""
+    headers = {"content-type": "application/json", "host": "abc.execute-api.us-east-1.amazonaws.com"}
+    if authorization is not None:
+        headers["authorization"] = authorization
+    request_id = f"auth-test-req-{next(_request_numbers)}"
+    return {
+        "version": "2.0",
+        "routeKey": "POST /graphql",
+        "rawPath": "/graphql",
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc",
+            "domainName": "abc.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc",
+            "http": {
+                "method": "POST",
+                "path": "/graphql",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.10",
+                "userAgent": "Mozilla/5.0 (pytest)",
+            },
+            "requestId": request_id,
+            "routeKey": "POST /graphql",
+            "stage": "$default",
+            "time": "25/Nov/2026:21:00:00 +0000",
+            "timeEpoch": 1795640400000,
+        },
+        "body": json.dumps({"query": query, "variables": variables}),
+        "isBase64Encoded": False,
+    }
 
 
 @pytest.fixture
@@ -134,12 +174,34 @@ def test_deleted_app_can_no_longer_authenticate(app, gql, pixel_123):
     assert gql(DOMAINS, {"auth": app.auth, "event": LIST_123}).data == {"domains": UNAUTHORIZED}
 
 
-def test_no_secret_reaches_the_logs_even_when_requests_fail(app, gql, pixel_123, caplog, capsys):
+def test_no_secret_reaches_the_logs_of_the_lambda_handler_even_when_requests_fail_though_each_request_is_logged(
+    app, pixel_123, handler, lambda_context, json_logs, caplog, capsys
+):
+    # Given every logger at DEBUG, the service's own included, and three requests through the real
+    # Lambda handler (the layer that logs): a good one, a wrong secret, and Basic auth with a bad pixel id
     caplog.set_level(logging.DEBUG)
-    gql(DOMAINS, {"auth": app.auth, "event": LIST_123})
-    gql(DOMAINS, {"auth": {"appId": app.app_id, "appSecret": app.app_secret + "x"}, "event": LIST_123})
-    gql(DOMAINS_BASIC, {"event": {"pixel_id": "x", "action": "list"}}, app.basic_header)
+    caplog.set_level(logging.DEBUG, logger=SERVICE_LOGGER)
+    events = [
+        api_event(DOMAINS, {"auth": app.auth, "event": LIST_123}),
+        api_event(
+            DOMAINS, {"auth": {"appId": app.app_id, "appSecret": app.app_secret + "x"}, "event": LIST_123}
+        ),
+        api_event(DOMAINS_BASIC, {"event": {"pixel_id": "x", "action": "list"}}, app.basic_header),
+    ]
+
+    # When the handler answers them
+    answers = [json.loads(handler(event, lambda_context)["body"]) for event in events]
+
+    # Then they were answered as expected: a list, a 401, and a GraphQL variable error
+    assert answers[0]["data"]["domains"]["code"] == 200
+    assert answers[1] == {"data": {"domains": UNAUTHORIZED}}
+    assert answers[2]["errors"]
+    # And the capture did see each request's access line (so an absence below means something)
+    records = json_logs()
+    handled = [r for r in records if r["message"] == "Request handled"]
+    assert [r["correlation_id"] for r in handled] == [e["requestContext"]["requestId"] for e in events]
+    # And neither the secret nor the Basic credentials appear in any record or output
     captured = capsys.readouterr()
-    logged = caplog.text + captured.out + captured.err
+    logged = json.dumps(records) + caplog.text + captured.out + captured.err
     assert app.app_secret not in logged
     assert app.basic_header.split()[1] not in logged

@@ -1,12 +1,18 @@
 """The pageview mutation: the document's request, identity hashing, drops, errors, and the queue."""
 
 import hashlib
+import itertools
 import json
 import logging
+import time
+import types
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from pixel_core import queues
+from pixel_core import intake, queues
+from tests.support.faults import max_attempts, unreachable
 
 # The pageview document's request, with real values in place of its empty placeholders.
 SEED_PAGEVIEW = (
@@ -18,6 +24,67 @@ DOMAINS = "mutation Domains($event: ApiDomainsEventInput!) { domains(event: $eve
 EMAIL = "john_smith@gmail.com"
 EMAIL_MD5 = hashlib.md5(EMAIL.encode(), usedforsecurity=False).hexdigest()
 EMAIL_SHA256 = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"  # Meta's own example
+PAGEVIEW = (
+    "mutation PV($auth: AuthRequestInput!, $event: PageviewEventInput!) "
+    "{ pageview(auth: $auth, event: $event) { code data message } }"
+)
+SERVICE_LOGGER = "pixel-gateway"  # Powertools' Logger(service=...) logs under the service's name
+_request_numbers = itertools.count(1)
+
+
+def api_event(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """An API Gateway (HTTP API, payload 2.0) POST /graphql event, with a request id of its own."""
+    request_id = f"pageview-test-req-{next(_request_numbers)}"
+    return {
+        "version": "2.0",
+        "routeKey": "POST /graphql",
+        "rawPath": "/graphql",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "abc.execute-api.us-east-1.amazonaws.com"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc",
+            "domainName": "abc.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc",
+            "http": {
+                "method": "POST",
+                "path": "/graphql",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.10",
+                "userAgent": "Mozilla/5.0 (pytest)",
+            },
+            "requestId": request_id,
+            "routeKey": "POST /graphql",
+            "stage": "$default",
+            "time": "25/Nov/2026:21:00:00 +0000",
+            "timeEpoch": 1795640400000,
+        },
+        "body": json.dumps({"query": query, "variables": variables}),
+        "isBase64Encoded": False,
+    }
+
+
+class IntakeClock:
+    """pixel_core.intake's time.time(), set by the test: each accepted event's received_at (and, when
+    the client sends none, its event time, hence its day)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def intake_clock(monkeypatch):
+    clock = IntakeClock(float(int(time.time()) - 60))  # a whole second, a minute ago
+    monkeypatch.setattr(intake, "time", types.SimpleNamespace(time=clock.time))
+    return clock
+
+
+def iso_utc(seconds: float) -> str:
+    """`2026-11-25T21:00:02.500Z`: the wire format of the HeroPixel documents."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @pytest.fixture
@@ -58,15 +125,30 @@ def test_anonymous_pageview_is_success(app, gql, pixel_1):
     }
 
 
-def test_email_is_hashed_at_the_edge_and_never_queued_or_logged(
-    app, gql, pixel_1, queued_messages, caplog, capsys
+def test_email_is_hashed_at_the_edge_and_neither_queued_nor_logged_by_the_lambda_handler_though_the_request_is_logged(
+    app, pixel_1, handler, lambda_context, queued_messages, json_logs, caplog, capsys
 ):
+    # Given every logger at DEBUG, the service's own included, and a pageview with an e-mail sent
+    # through the real Lambda handler (the layer that logs)
     caplog.set_level(logging.DEBUG)
-    pageview(
-        gql,
-        app,
-        {"email": "  John_Smith@Gmail.com ", "pixelId": 1, "domain": "https://Example.com/landing?x=1"},
+    caplog.set_level(logging.DEBUG, logger=SERVICE_LOGGER)
+    event = api_event(
+        PAGEVIEW,
+        {
+            "auth": app.auth,
+            "event": {
+                "email": "  John_Smith@Gmail.com ",
+                "pixelId": 1,
+                "domain": "https://Example.com/landing?x=1",
+            },
+        },
     )
+
+    # When the handler answers it
+    response = handler(event, lambda_context)
+
+    # Then it was accepted, and the queued message holds the e-mail's hashes only
+    assert json.loads(response["body"])["data"]["pageview"]["code"] == 200
     (body,) = queued_messages()
     message = json.loads(body)
     assert message["visitor_md5"] == EMAIL_MD5
@@ -76,10 +158,19 @@ def test_email_is_hashed_at_the_edge_and_never_queued_or_logged(
     assert message["pixel_id"] == "1"
     assert message["v"] == 1
     assert message["dropped"] is None
+    # And the capture did see the request's access line (so an absence below means something)
+    records = json_logs()
+    handled = [r for r in records if r["message"] == "Request handled"]
+    assert [r["correlation_id"] for r in handled] == [event["requestContext"]["requestId"]]
+    # And the e-mail is in no record nor output, nor in the message; its hashes are in none of the
+    # service's records nor in the output (botocore's DEBUG records do hold the md5: it is a key)
     captured = capsys.readouterr()
-    for text in (body, caplog.text, captured.out, captured.err):
+    service_logs = json.dumps(records) + captured.out + captured.err
+    for text in (body, service_logs + caplog.text):
         assert "john_smith" not in text.lower()
         assert "gmail" not in text.lower()
+    assert EMAIL_MD5 not in service_logs
+    assert EMAIL_SHA256 not in service_logs
 
 
 def test_md5_alone_identifies_without_an_email_hash(app, gql, pixel_1, queued_messages):
@@ -96,12 +187,18 @@ def test_each_accepted_pageview_gets_its_own_event_id(app, gql, pixel_1, queued_
     assert len(set(ids)) == 3
 
 
-def test_domain_not_attached_is_dropped_answered_200_and_counted_as_dropped(app, gql, pixel_1, aggregator):
+def test_domain_not_attached_is_dropped_answered_200_and_counted_as_dropped_and_last_received_is_the_last_accepted_one(
+    app, gql, pixel_1, aggregator, intake_clock
+):
     # Given a pixel with one attached domain
     gql(DOMAINS, {"event": {"pixel_id": 1, "action": "add", "domain": "shop.example"}}, app.basic_header)
-    # When pageviews come from it, from a subdomain of it, and from elsewhere
+    start = intake_clock.now
+    # When pageviews come from it, from a subdomain of it, and (last) from elsewhere, 1.25 s apart
+    intake_clock.now = start + 1.25
     attached = pageview(gql, app, {"pixelId": 1, "domain": "shop.example"})
+    intake_clock.now = start + 2.5
     subdomain = pageview(gql, app, {"pixelId": 1, "domain": "www.shop.example"})
+    intake_clock.now = start + 3.75
     elsewhere = pageview(gql, app, {"pixelId": 1, "domain": "evil.example"})
     aggregator()
     # Then only the stranger is dropped, and the totals say so
@@ -113,7 +210,8 @@ def test_domain_not_attached_is_dropped_answered_200_and_counted_as_dropped(app,
     }
     got = gql(PIXELS, {"event": {"action": "get", "pixel_id": 1}}, app.basic_header).data["pixels"]["data"]
     assert (got["events_received"], got["events_dropped"]) == (2, 1)
-    assert got["last_received_at"] is not None
+    # And the last received is when the subdomain's pageview was accepted: a dropped one does not count
+    assert got["last_received_at"] == iso_utc(start + 2.5)
 
 
 @pytest.mark.parametrize(
@@ -174,21 +272,39 @@ def test_another_tenants_pixel_is_404_and_queues_nothing(make_app, gql, queued_m
     assert queued_messages() == []
 
 
-def test_queue_failure_is_a_500_envelope_with_nothing_half_done(
-    app, gql, pixel_1, queued_messages, monkeypatch
+def test_a_pageview_whose_send_to_sqs_fails_is_a_500_envelope_that_leaves_nothing_queued_nor_counted_and_the_same_pageview_then_goes_through(
+    app, gql, pixel_1, queued_messages, aggregator, inject
 ):
-    class BrokenQueue:
-        def send_message(self, **_kwargs):
-            raise ConnectionError("sqs unreachable")
+    # Given the function's SQS client unable to reach SQS on every attempt of SendMessage (injected at
+    # botocore's before-send), while the queue itself stays reachable to the test's own client
+    client = queues.sqs_client()
+    fault = inject(client, "SendMessage", unreachable)
+    event = {"pixelId": 1, "domain": "example.com", "email": EMAIL}
 
-    monkeypatch.setattr(queues, "sqs_client", BrokenQueue)
-    answer = pageview(gql, app, {"pixelId": 1, "domain": "example.com", "email": EMAIL})
+    # When an identified pageview arrives
+    answer = pageview(gql, app, event)
+
+    # Then the send was attempted as often as botocore allows, and the answer is the generic 500 envelope
+    assert fault.attempts == ["SendMessage"] * max_attempts(client)
     assert answer == {"code": 500, "data": {}, "message": "Internal server error"}
-    monkeypatch.undo()
+    # And nothing waits on the queue
     assert queued_messages() == []
 
+    # When SQS is reachable again and the same pageview is sent again
+    fault.lift()
+    again = pageview(gql, app, event)
 
-def test_stats_after_pageviews_and_its_range_validation(app, gql, pixel_1, aggregator):
+    # Then it is accepted as a new visitor, and the queue held that one message only (the same
+    # reader sees it), counted once: the failed request left nothing half done
+    assert again == {"code": 200, "data": {}, "message": "User Not Found"}
+    assert aggregator() == 1
+    got = gql(PIXELS, {"event": {"action": "get", "pixel_id": 1}}, app.basic_header).data["pixels"]["data"]
+    assert (got["events_received"], got["events_dropped"]) == (1, 0)
+
+
+def test_stats_after_pageviews_and_its_range_validation(app, gql, pixel_1, aggregator, intake_clock):
+    # Given every pageview accepted at one instant, whose UTC day is "today" (no race with midnight)
+    today = datetime.fromtimestamp(intake_clock.now, UTC).date().isoformat()
     for email in ("a@x.com", "b@x.com", "a@x.com"):
         pageview(gql, app, {"pixelId": 1, "domain": "example.com", "email": email})
     pageview(gql, app, {"pixelId": 1, "domain": "www.example.com"})
@@ -200,9 +316,6 @@ def test_stats_after_pageviews_and_its_range_validation(app, gql, pixel_1, aggre
             "stats"
         ]
 
-    from datetime import UTC, datetime
-
-    today = datetime.now(UTC).date().isoformat()
     answer = stats(today, today)
     assert answer["code"] == 200
     assert answer["data"]["totals"] == {"pageviews": 4, "visitors": 2}

@@ -17,6 +17,7 @@ from devtools.provision import ProvisionedResources
 from pixel_core import tokens
 from pixel_core.config import settings
 from pixel_core.tokens import TokenDecryptionError, decrypt_access_token, encrypt_access_token
+from tests.support.faults import aws_json_error, max_attempts
 
 TOKEN = "EAAGm0PX4ZCpsBAKZCZBsecretTOKENforPixel123ZDZD"
 TENANT = "IaoreXfj"
@@ -46,6 +47,10 @@ class FailingKms:
 
     def decrypt(self, **kwargs: Any) -> Any:
         raise self.error
+
+
+# KMS refusing a request, as the JSON protocol answers it (for faults injected through botocore).
+KMS_INTERNAL_ERROR = aws_json_error(500, "KMSInternalException", "application/x-amz-json-1.1")
 
 
 def kms_internal_error(operation: str) -> ClientError:
@@ -266,21 +271,37 @@ def test_no_log_record_nor_output_contains_the_token_or_ciphertext_even_with_bot
     assert secrets_in(output.out + output.err, *secrets) == []
 
 
-def test_a_kms_failure_on_encrypt_propagates_without_the_token_in_the_exception(
-    aws: ProvisionedResources, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_a_kms_failure_on_encrypt_reaches_the_caller_as_kms_answered_and_neither_the_exception_nor_botocores_debug_logs_carry_the_token(
+    aws: ProvisionedResources, inject: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Given KMS failing
+    # Given every logger at DEBUG, and KMS answering every Encrypt attempt of the real client with
+    # an internal error (injected at botocore's before-send: the request is built, signed and logged)
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setattr(tokens, "kms_client", lambda: FailingKms(kms_internal_error("Encrypt")))
+    client = tokens.kms_client()
+    sent_bodies: list[bytes] = []
+
+    def kms_internal_error_after_reading(request: Any) -> Any:
+        sent_bodies.append(request.body)
+        return KMS_INTERNAL_ERROR(request)
+
+    fault = inject(client, "Encrypt", kms_internal_error_after_reading)
 
     # When a token is encrypted
     with pytest.raises(ClientError) as caught:
         encrypt_access_token(TOKEN, tenant_id=TENANT, pixel_id=PIXEL)
 
-    # Then KMS's error reaches the caller, and neither it nor any log record carries the token
+    # Then the request that failed did carry the token (so its absence below means something), and
+    # botocore retried it to its limit and logged it
+    assert fault.attempts == ["Encrypt"] * max_attempts(client)
+    assert all(b64(TOKEN).encode() in body for body in sent_bodies)
+    assert [r for r in caplog.records if r.name.startswith("botocore") and "Encrypt" in r.getMessage()]
+    # And the caller gets KMS's error as botocore parsed it from the response
     assert caught.value.response["Error"]["Code"] == "KMSInternalException"
+    assert caught.value.operation_name == "Encrypt"
+    # And neither the exception nor any log record carries the token or its base64
     assert secrets_in(f"{caught.value} {caught.value!r}", TOKEN, b64(TOKEN)) == []
-    assert secrets_in(caplog.text, TOKEN, b64(TOKEN)) == []
+    logged = "\n".join([r.getMessage() for r in caplog.records] + [caplog.text])
+    assert secrets_in(logged, TOKEN, b64(TOKEN)) == []
 
 
 @pytest.mark.parametrize(
