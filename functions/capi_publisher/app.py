@@ -54,6 +54,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     count("EventsExpired", outcome.expired)
     count("EventsRejected", outcome.rejected)
     count("EventsHeld", len(outcome.held))
+    count("EventsOrphaned", outcome.orphaned)
     count("PublishFailures", len(outcome.failed))
     count("UnreadableMessages", len(event["Records"]) - len(parsed))
     count("MetaRequests", outcome.requests)
@@ -67,6 +68,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
             "rejected": outcome.rejected,
             "held": len(outcome.held),
             "skipped": outcome.skipped,
+            "orphaned": outcome.orphaned,
             "failed": len(outcome.failed),
             "requests": outcome.requests,
             "out_of_time": outcome.out_of_time,

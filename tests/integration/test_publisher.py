@@ -18,7 +18,7 @@ from devtools.sqs_event_source import SqsEventSource
 from devtools.template import sqs_triggers
 from pixel_core import config, publishing, queues, tokens
 from pixel_core.events import PixelEvent
-from pixel_core.models import PixelItem, TotalsItem, find
+from pixel_core.models import PixelItem, TableItem, TotalsItem, find
 from pixel_core.signal_configs import Connection, setup_pixel
 from tests.conftest import CLIENT_IP, USER_AGENT
 from tests.support.faults import (
@@ -133,6 +133,7 @@ def test_a_redelivered_publish_batch_is_neither_sent_nor_counted_twice(app, gql,
         event_time=int(time.time()),
         received_at=time.time(),
         domain="example.com",
+        incarnation=connected.incarnation,
     )
     outcomes = [publishing.publish([event, event]) for _ in range(3)]
     assert [o.published for o in outcomes] == [1, 0, 0]
@@ -229,6 +230,7 @@ def test_1001_events_for_one_pixel_go_out_in_two_requests(app, connected, meta):
             event_time=now,
             received_at=now,
             domain="example.com",
+            incarnation=connected.incarnation,
         )
         for n in range(1001)
     ]
@@ -247,6 +249,7 @@ def test_a_test_event_code_is_passed_through(app, connected, meta):
         tenant_id=app.tenant_id,
         event_time=int(time.time()),
         received_at=time.time(),
+        incarnation=connected.incarnation,
     )
     publishing.publish([event])
     (request,) = meta.requests()
@@ -289,8 +292,10 @@ def new_connection(pixel_id: int = PIXEL, token: str = NEW_TOKEN) -> Connection:
 def forwarded_event(
     app, event_id: str, *, pixel_id: int = PIXEL, age_seconds: float = 0, **fields
 ) -> PixelEvent:
-    """An event as the aggregator forwards it to the publish queue."""
+    """An event as the aggregator forwards it to the publish queue (for the pixel as it is now)."""
     now = time.time()
+    pixel = find(PixelItem, PixelItem.key(pixel_id))
+    fields.setdefault("incarnation", pixel.incarnation if pixel else None)
     return PixelEvent(
         event_id=event_id,
         event_name="Purchase",
@@ -882,3 +887,34 @@ def test_a_rejected_token_then_a_new_token_stored_1_hour_later_every_event_withi
     assert poll() == 0
     assert queued_messages("PublishQueue") == []
     assert queued_messages("PublishDeadLetterQueue") == []
+
+
+def test_events_of_a_pixel_deleted_and_set_up_again_are_orphaned_not_sent_with_the_new_token(
+    app, connected, meta
+):
+    # Given an event forwarded for the pixel, which is then deleted and set up again (new incarnation)
+    old = forwarded_event(app, "old-1")
+    PixelItem(*PixelItem.key(PIXEL)).update(actions=[PixelItem.incarnation.set("0123456789abcdef")])
+    # When it reaches the publisher, with one of the new incarnation
+    outcome = publishing.publish([old, forwarded_event(app, "new-1")])
+    # Then only the new one goes to Meta; the old one is orphaned, not counted
+    assert (outcome.published, outcome.orphaned) == (1, 1)
+    assert [event["event_id"] for event in meta.events()] == ["new-1"]
+    assert int(totals().events_published) == 1
+
+
+def test_a_pixel_deleted_while_its_events_were_being_published_gets_no_counters_back(app, connected, meta):
+    # Given Meta accepting an event while the pixel is deleted under the publisher
+    event = forwarded_event(app, "late-1")
+
+    def delete_the_pixel() -> None:
+        PixelItem(*PixelItem.key(PIXEL)).delete()
+        TotalsItem(*TotalsItem.key(PIXEL)).delete()
+
+    meta.script(Answer(while_in_flight=delete_the_pixel))
+    # When the publisher records the publication
+    outcome = publishing.publish([event])
+    # Then nothing is written back into the deleted pixel's partition
+    assert outcome.published == 0
+    assert find(TotalsItem, TotalsItem.key(PIXEL)) is None
+    assert list(TableItem.query(f"PIXEL#{PIXEL}", TableItem.sk.startswith("PUBLISHED#"))) == []

@@ -410,12 +410,27 @@ def run_workload(
     assert aggregator() >= 2
     assert publisher() >= 1
     assert len(meta.events()) == 1
+    # An event of a pixel whose token Meta rejected is held: put back on the publish queue, delayed
+    reject_the_token()
+    assert graphql(TRACK, {"event": {**event, "eventId": "held-1"}})["track"]["code"] == 200
+    assert (aggregator(), publisher(), len(meta.events())) == (1, 1, 1)
     heropixel(STATS, pixel_id=123, **{"from": "2020-01-01", "to": "2020-03-01"})
     accounts = capig(TENANT_QUERIES)["tenantQueries"]["account"]["signalConfigs"]
     assert sorted(config["connectionStatus"]["totalEventsPublished"] for config in accounts) == [0.0, 1.0]
     assert capig(DELETE_DATA_SOURCE, id=str(PIXEL))["tenantMutations"]["signalMutations"]["deleteDataSource"]
     heropixel(PIXELS, action="delete", pixel_id=123)
-    # The clean-up of both, its first invocation out of time so that it queues itself again
+    run_cleanup_out_of_time_once(cleanup)
+
+
+def reject_the_token() -> None:
+    """As Meta's code 190 does (set-up, not a function's call)."""
+    from pixel_core.models import PixelItem
+
+    PixelItem(*PixelItem.key(PIXEL)).update(actions=[PixelItem.token_rejected.set(True)])
+
+
+def run_cleanup_out_of_time_once(cleanup: Any) -> None:
+    """The clean-up of the deleted pixels, its first invocation out of time so that it queues itself again."""
     cleanup_app = sys.modules["PixelCleanupFunction_app"]
     real_clean_up = cleanup_app.clean_up
     requests: list[Any] = []

@@ -30,6 +30,7 @@ from pixel_core.models import (
     VisitorDayItem,
     VisitorItem,
     published_event_ids,
+    same_pixel,
     too_old_to_deduplicate,
     transaction,
 )
@@ -297,12 +298,7 @@ def _writes(
             received = EventMarkerItem(*EventMarkerItem.key(event.pixel_id, event.event_id))
             writes.append(_Write("received_check", event_key(event), received, condition=absent))
     for pixel_id, pixel_events in by_pixel.items():
-        current = pixels[pixel_id]
-        still = (PixelItem.tenant_id == current.tenant_id) & (
-            PixelItem.incarnation.does_not_exist()
-            if current.incarnation is None
-            else PixelItem.incarnation == current.incarnation
-        )
+        still = same_pixel(pixels[pixel_id])
         writes.append(_Write("pixel", pixel_id, PixelItem(*PixelItem.key(pixel_id)), condition=still))
         writes.extend(_counter_writes(pixel_id, pixel_events, seen_visitor_days))
     return writes

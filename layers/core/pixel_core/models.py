@@ -173,6 +173,16 @@ class PixelItem(TableItem, discriminator="pixel"):
         return int(self.pixel_id)
 
 
+def same_pixel(pixel: PixelItem) -> Any:
+    """Condition: the pixel item is still this pixel (not deleted, nor deleted and set up again)."""
+    incarnation = (
+        PixelItem.incarnation.does_not_exist()
+        if pixel.incarnation is None
+        else PixelItem.incarnation == pixel.incarnation
+    )
+    return (PixelItem.tenant_id == pixel.tenant_id) & incarnation
+
+
 class PixelDeletionItem(TableItem, discriminator="pixel_deletion"):
     """A pixel being deleted: written when its pixel item is removed, removed last of its partition.
 

@@ -18,6 +18,7 @@ from pixel_core.models import (
     TenantItem,
     find,
     next_sequence_value,
+    same_pixel,
     tenant_partition,
     transaction,
 )
@@ -155,12 +156,7 @@ def delete_pixel(principal: Principal, pixel_id: int) -> None:
     request_cleanup(pixel_id)
     try:
         with transaction() as tx:
-            same_pixel = (PixelItem.tenant_id == pixel.tenant_id) & (
-                PixelItem.incarnation.does_not_exist()
-                if pixel.incarnation is None
-                else PixelItem.incarnation == pixel.incarnation
-            )
-            tx.delete(PixelItem(*PixelItem.key(pixel_id)), condition=same_pixel, tag=PixelItem)
+            tx.delete(PixelItem(*PixelItem.key(pixel_id)), condition=same_pixel(pixel), tag=PixelItem)
             deletion = PixelDeletionItem(
                 *PixelDeletionItem.key(pixel_id),
                 tenant_id=pixel.tenant_id,

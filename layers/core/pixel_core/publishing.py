@@ -52,6 +52,7 @@ from pixel_core.models import (
     TotalsItem,
     find,
     published_event_ids,
+    same_pixel,
     too_old_to_deduplicate,
     transaction,
 )
@@ -74,7 +75,7 @@ INVALID_TOKEN_CODES = frozenset({190})  # OAuthException: the token is invalid o
 PIXEL_ERROR_CODES = frozenset({10, 200, 803})
 # Rate limits (application, user, page, custom, ads): worth another try later, whatever the status.
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80004})
-_MARKERS_PER_TRANSACTION = 99  # plus the totals update: DynamoDB's limit of 100
+_MARKERS_PER_TRANSACTION = 98  # plus the totals update and the pixel check: DynamoDB's limit of 100
 _EVENT_INDEX = re.compile(r"\bdata\[(\d+)\]")  # how Meta names an event of the request
 
 
@@ -84,6 +85,7 @@ class PublishOutcome:
     expired: int = 0
     rejected: int = 0  # refused by Meta (or not strict JSON): counted, not retried
     skipped: int = 0  # already published, pixel gone, or publishing turned off since intake
+    orphaned: int = 0  # accepted for an earlier incarnation or owner of the pixel id: never sent
     held: list[PixelEvent] = field(default_factory=list)  # put back on the queue, delayed
     failed: set[str] = field(default_factory=set)  # event ids to hand back to SQS
     requests: int = 0
@@ -241,6 +243,7 @@ class _Run:
     remaining_seconds: Callable[[], float]
     sleep: Callable[[float], None]
     outcome: PublishOutcome
+    pixel: PixelItem | None = None  # as read for this batch
 
     def time_left(self) -> bool:
         if self.remaining_seconds() >= TIME_MARGIN_SECONDS:
@@ -259,6 +262,17 @@ def _publish_pixel(run: _Run, events: list[PixelEvent]) -> None:
         outcome.skipped += len(events)  # deleted, or turned off after intake: nothing to send
         outcome.settle(events)
         return
+    run.pixel = pixel
+    # Events of a pixel deleted and set up again (perhaps by another tenant) under the same id are
+    # never sent with the new pixel's token, nor counted into it.
+    orphans = [event for event in events if not pixel.owns(event)]
+    if orphans:
+        outcome.orphaned += len(orphans)
+        outcome.settle(orphans)
+        logger.warning(
+            "Events of deleted pixels discarded", extra={"pixel_id": run.pixel_id, "events": len(orphans)}
+        )
+        events = [event for event in events if pixel.owns(event)]
     # Back after its published marker may have expired: neither sent (far past Meta's 7 days) nor
     # counted as expired a second time.
     too_old = {event.event_id for event in events if too_old_to_deduplicate(event.received_at, run.now)}
@@ -440,7 +454,7 @@ def _already_published(pixel_id: int, events: list[PixelEvent]) -> set[str]:
 
 
 def _record(run: _Run, events: list[PixelEvent], counter: NumberAttribute) -> int:
-    """Markers and `counter` in one transaction per 99 events; how many were recorded now.
+    """Markers and `counter` in one transaction per 98 events; how many were recorded now.
 
     An existing marker (a concurrent or earlier publication of the same event) drops that event
     from the count and the rest is tried again; a conflict or throttle is retried with backoff."""
@@ -463,9 +477,15 @@ def _record(run: _Run, events: list[PixelEvent], counter: NumberAttribute) -> in
                     if counter is TotalsItem.events_published:
                         actions.append(TotalsItem.last_published_at.set(run.now))
                     tx.update(TotalsItem(*TotalsItem.key(run.pixel_id)), actions=actions, tag="totals")
+                    if run.pixel is not None:  # still the pixel read: a deleted one gets no counters back
+                        pk, sk = PixelItem.key(run.pixel_id)
+                        tx.condition_check(PixelItem, pk, sk, condition=same_pixel(run.pixel), tag="pixel")
             except TransactWriteError as error:
                 reasons = tx.reasons(error)
                 taken = {tag for tag, code in reasons if code == "ConditionalCheckFailed"}
+                if "pixel" in taken:
+                    logger.warning("Pixel deleted while publishing", extra={"pixel_id": run.pixel_id})
+                    return recorded
                 if taken:
                     remaining = [event for event in remaining if event.event_id not in taken]
                     continue
