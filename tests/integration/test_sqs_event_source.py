@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+import types
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from typing import Any
 import boto3
 import pytest
 
+from devtools import sqs_event_source
 from devtools.moto_server import MotoServer
 from devtools.sqs_event_source import SqsEventSource
 
@@ -91,6 +93,54 @@ class RecordingHandler:
         return Counter(record["body"] for batch in self.batches for record in batch)
 
 
+class FakeClock:
+    """devtools.sqs_event_source's time.monotonic(), moved by the test (its sleeps stay real)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(
+        sqs_event_source, "time", types.SimpleNamespace(monotonic=fake.monotonic, sleep=time.sleep)
+    )
+    return fake
+
+
+class ArrivalsBetweenReceives:
+    """The source's SQS client, with messages arriving while it gathers a batch: after its n-th
+    ReceiveMessage, and before the source sees the answer, the clock moves by ``arrivals[n][0]``
+    seconds and the bodies ``arrivals[n][1]`` are sent. Every other call goes to the queues' client."""
+
+    def __init__(
+        self, queues: Queues, clock: FakeClock, arrivals: list[tuple[float, tuple[str, ...]]]
+    ) -> None:
+        self._queues = queues
+        self._clock = clock
+        self._arrivals = arrivals
+        self.received: list[int] = []  # how many messages each ReceiveMessage returned
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = self._queues.sqs.receive_message(**kwargs)
+        self.received.append(len(answer.get("Messages", [])))
+        if len(self.received) <= len(self._arrivals):
+            seconds, bodies = self._arrivals[len(self.received) - 1]
+            self._clock.advance(seconds)
+            self._queues.send(*bodies)
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queues.sqs, name)
+
+
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[MotoServer]:
     with MotoServer() as server:
@@ -158,7 +208,9 @@ def test_25_messages_are_each_delivered_exactly_once_in_batches_of_at_most_10_an
     assert queues.dead_letters() == []
 
 
-def test_handler_gets_lambda_style_sqs_records_and_a_lambda_like_context(queues: Queues) -> None:
+def test_handler_gets_lambda_style_sqs_records_and_a_lambda_like_context_whose_remaining_time_follows_the_clock(
+    queues: Queues, clock: FakeClock
+) -> None:
     # Given a message with string, number and binary attributes
     queues.sqs.send_message(
         QueueUrl=queues.url,
@@ -222,33 +274,51 @@ def test_handler_gets_lambda_style_sqs_records_and_a_lambda_like_context(queues:
     assert context.function_name == "counter-aggregator"
     assert context.invoked_function_arn == f"arn:aws:lambda:{REGION}:{account}:function:counter-aggregator"
     assert context.memory_limit_in_mb == "128"
-    assert uuid.UUID(context.aws_request_id)
-    assert 0 < context.get_remaining_time_in_millis() <= 10_000
+    request_id = uuid.UUID(context.aws_request_id)
+    assert (str(request_id), request_id.version) == (context.aws_request_id, 4)
+    # And its remaining time is the function's timeout, less the time gone since the invocation began
+    assert context.get_remaining_time_in_millis() == 10_000
+    clock.advance(2.5)
+    assert context.get_remaining_time_in_millis() == 7_500
+    clock.advance(8)
+    assert context.get_remaining_time_in_millis() == 0
     assert queues.counts() == (0, 0)
 
 
-def test_messages_sent_a_few_at_a_time_within_the_batching_window_arrive_in_one_batch(queues: Queues) -> None:
-    # Given an event source with batch_size 10 and a 1 s batching window, polling in another thread
+def test_messages_arriving_a_few_at_a_time_within_the_batching_window_arrive_in_one_batch_and_later_ones_wait_for_the_next(
+    queues: Queues, clock: FakeClock
+) -> None:
+    # Given an event source with batch_size 10 and a 1 s batching window, and 3 messages in the queue;
+    # while it gathers (on its clock, from the first arrival), 3 more arrive at once, 3 more 0.2 s
+    # later, and 3 more when the window is over
     handler = RecordingHandler()
-    source = event_source(queues, handler, batch_size=10, batching_window_seconds=1.0)
+    client = ArrivalsBetweenReceives(
+        queues,
+        clock,
+        arrivals=[(0.0, ("b1", "b2", "b3")), (0.2, ("c1", "c2", "c3")), (0.8, ("d1", "d2", "d3"))],
+    )
+    source = SqsEventSource(
+        sqs_client=client,
+        queue_url=queues.url,
+        queue_arn=queues.arn,
+        handler=handler,
+        batch_size=10,
+        batching_window_seconds=1.0,
+    )
     queues.send("a1", "a2", "a3")
-    poller = threading.Thread(target=source.poll_once)
-    poller.start()
 
-    # When two more groups of 3 follow within the window
-    time.sleep(0.2)
-    queues.send("b1", "b2", "b3")
-    time.sleep(0.2)
-    queues.send("c1", "c2", "c3")
-    poller.join(timeout=10)
+    # When it polls once
+    handled = source.poll_once()
 
-    # Then the handler was invoked once, with all 9
-    assert not poller.is_alive()
+    # Then the handler was invoked once, with the 9 that arrived within the window, and the source
+    # asked no more once the window was over: the last 3 wait in the queue for the next batch
+    assert client.received == [3, 3, 3]
+    assert handled == 9
     assert len(handler.events) == 1
     assert sorted(record["body"] for record in handler.batches[0]) == sorted(
         ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2", "c3"]
     )
-    assert queues.counts() == (0, 0)
+    assert queues.counts() == (3, 0)
 
 
 def test_a_message_reported_as_failed_is_retried_with_a_growing_receive_count_and_then_dead_lettered_while_the_rest_is_deleted_once(
@@ -300,10 +370,10 @@ def test_an_invalid_item_identifier_fails_the_whole_batch_and_deletes_nothing(
     assert "invalid batch response" in caplog.text
 
 
-def test_a_handler_running_past_its_timeout_fails_the_whole_batch(queues: Queues) -> None:
-    # Given a handler slower than the function's timeout
+def test_a_handler_running_past_its_timeout_fails_the_whole_batch(queues: Queues, clock: FakeClock) -> None:
+    # Given a handler that takes longer than the function's timeout (on the source's clock)
     queues.send("slow")
-    source = event_source(queues, lambda event, context: time.sleep(0.3), timeout_seconds=0.1)
+    source = event_source(queues, lambda event, context: clock.advance(0.3), timeout_seconds=0.1)
 
     # When it handles the message
     assert source.poll_once() == 1
@@ -356,16 +426,14 @@ def test_stop_with_drain_handles_everything_sent_before_stop_and_then_polls_no_m
     queues.send(*bodies)
 
     # When it is stopped with drain right away
-    started = time.monotonic()
-    source.stop(drain=True, timeout=10)
+    source.stop(drain=True, timeout=60)
 
-    # Then every message sent before stop was handled exactly once, well before the timeout
-    assert time.monotonic() - started < 5
+    # Then every message sent before stop was handled exactly once, and the queue is empty
     assert handler.bodies == Counter(bodies)
     assert queues.counts() == (0, 0)
-    # And nothing polls any more: a later message stays in the queue
+    # And nothing polls any more: its thread is gone, and a later message stays in the queue
+    assert [t for t in threading.enumerate() if t.name == "sqs-event-source-local-function"] == []
     queues.send("after-stop")
-    time.sleep(0.3)
-    assert "after-stop" not in handler.bodies
     assert queues.counts() == (1, 0)
+    assert "after-stop" not in handler.bodies
     source.stop()  # a second stop is harmless
