@@ -195,7 +195,7 @@ STATS = "query Stats($event: ApiStatsEventInput!) { stats(event: $event) { code 
 
 
 @pytest.mark.dynamodb_local
-def test_500_concurrent_pageviews_appear_exactly_in_stats_and_totals_within_10_seconds(tmp_path):
+def test_500_concurrent_pageviews_appear_exactly_in_stats_and_totals_and_the_delay_is_printed(tmp_path):
     stack = DevStack(tmp_path / "dynamodb")
     stack.start()
     try:
@@ -213,6 +213,7 @@ def test_500_concurrent_pageviews_appear_exactly_in_stats_and_totals_within_10_s
             }
             for n in range(500)
         ]
+        today = datetime.now(UTC).date().isoformat()  # once, before any is sent
         with ThreadPoolExecutor(max_workers=32) as pool:
             answers = list(
                 pool.map(lambda event: stack.graphql(PAGEVIEW, {"event": event}, basic=True), events)
@@ -222,7 +223,6 @@ def test_500_concurrent_pageviews_appear_exactly_in_stats_and_totals_within_10_s
         # Then stats and totals show exactly them. How long that takes is measured and printed
         # (the issue asks for 10 s; idle runs here take 2-4 s), not asserted: a loaded machine may
         # be slower, and speed is measured, not asserted in tests. The deadline only bounds the wait.
-        today = datetime.now(UTC).date().isoformat()
         expected_domains = [
             {"domain": host, "pageviews": sum(1 for e in events if e["domain"] == host)} for host in hosts
         ]
@@ -336,7 +336,7 @@ def test_capig_sample_requests_sent_unchanged_to_the_dev_stack_answer_the_sample
 
 
 @pytest.mark.dynamodb_local
-def test_fifty_tracked_events_reach_the_local_meta_once_each_within_15_seconds(tmp_path):
+def test_fifty_tracked_events_reach_the_local_meta_once_each_and_the_delay_is_printed(tmp_path):
     from tests.unit import test_capig as samples
 
     stack = DevStack(tmp_path / "dynamodb")
@@ -408,7 +408,9 @@ def test_ctrl_c_drains_every_accepted_pageview_into_stats_before_the_services_st
         stack.graphql(add, {"event": {"pixel_id": 654, "action": "add", "domain": "example.com"}}, basic=True)
         # And 100 pageviews accepted (one after the other: this is about the stop, not concurrency)
         event = {"pixelId": 654, "domain": "example.com"}
+        first_day = datetime.now(UTC).date().isoformat()  # the days they were sent on: no race with midnight
         answers = [stack.graphql(PAGEVIEW, {"event": event}, basic=True) for _ in range(100)]
+        last_day = datetime.now(UTC).date().isoformat()
         assert [answer["data"]["pageview"]["code"] for answer in answers] == [200] * 100
     finally:
         # When Ctrl-C is pressed in the terminal, right after the last 200: SIGINT to the whole group
@@ -433,8 +435,9 @@ def test_ctrl_c_drains_every_accepted_pageview_into_stats_before_the_services_st
     # When it starts again on the same data directory
     stack.start()
     try:
-        today = datetime.now(UTC).date().isoformat()
-        stats = stack.graphql(STATS, {"event": {"pixel_id": 654, "from": today, "to": today}}, basic=True)
+        stats = stack.graphql(
+            STATS, {"event": {"pixel_id": 654, "from": first_day, "to": last_day}}, basic=True
+        )
         pixel = stack.graphql(PIXELS, {"event": {"action": "get", "pixel_id": 654}}, basic=True)
     finally:
         output = stack.interrupt()

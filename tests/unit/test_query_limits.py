@@ -16,6 +16,7 @@ from mangum import Mangum
 
 from graphql_api import documents as documents_module
 from graphql_api import limits
+from graphql_api import server as server_module
 from graphql_api.server import create_asgi_app, schema
 from pixel_core import auth
 from pixel_core.config import Settings, load_settings, settings
@@ -373,8 +374,19 @@ def test_invalid_variables_keep_graphql_cores_own_errors_and_run_no_resolver(pos
 
 
 def test_the_cost_is_checked_per_request_without_poisoning_or_growing_the_validation_cache(
-    post, resolver_calls, monkeypatch
+    lambda_context, resolver_calls, monkeypatch
 ):
+    # Given an app whose document cache the test can see, and graphql-core's validation counted
+    caches: list[documents_module.DocumentCache] = []
+
+    class SeenDocumentCache(documents_module.DocumentCache):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            caches.append(self)
+
+    monkeypatch.setattr(server_module, "DocumentCache", SeenDocumentCache)
+    post = lambda_app(DEFAULTS, lambda_context)
+    (cache,) = caches
     full_validations: list[int] = []
 
     def counting_validate(*args: Any, **kwargs: Any) -> Any:
@@ -382,16 +394,23 @@ def test_the_cost_is_checked_per_request_without_poisoning_or_growing_the_valida
         return validate(*args, **kwargs)
 
     monkeypatch.setattr(documents_module, "validate", counting_validate)
+
+    # When the same document comes five times with variables over and within the cost limit
     answers = [
         post(FILTER_UPDATE, {"tenantId": "t", "input": filter_input(pixels)})[1]
         for pixels in (200, 100, 200, 1, 150)
     ]
-    # The same document with other variables: the verdict follows the variables every time...
+
+    # Then the verdict follows the variables every time (not poisoned by the first)...
     over = ["The query exceeds" in json.dumps(answer) for answer in answers]
     assert over == [True, False, True, False, False]
-    # ...while the document's own (cached) validation ran once for all five requests.
-    assert len(full_validations) == 1
     assert resolver_calls == ["Mutation.tenantMutations"] * 3
+    # ...while the document's own (cached) validation ran once for all five requests
+    assert len(full_validations) == 1
+    # And the cache holds that one document, with one verdict (for its static rules): no entry per request
+    entries = list(cache._documents.values())
+    assert [entry.document.loc.source.body for entry in entries if entry.document.loc] == [FILTER_UPDATE]
+    assert [len(entry.errors) for entry in entries] == [1]
 
 
 # Aliases
