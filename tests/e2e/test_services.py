@@ -30,7 +30,7 @@ from devtools.net import free_port
 from devtools.template import load_template, resources_of_type
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-README = REPO_ROOT / "README.md"
+README = REPO_ROOT / "docs" / "operations.md"
 CONFIG_SOURCE = REPO_ROOT / "layers" / "core" / "pixel_core" / "config.py"
 SAM = REPO_ROOT / ".venv-sam" / "bin" / "sam"
 SAM_PYTHON = REPO_ROOT / ".venv-sam" / "bin" / "python"
@@ -110,7 +110,7 @@ def _on_this_machine(url: str) -> str:
 def _readme_block() -> str:
     text = README.read_text(encoding="utf-8")
     section = re.search(r"^## With Docker\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
-    assert section, "README.md has no '## With Docker' section"
+    assert section, "docs/operations.md has no '## With Docker' section"
     block = re.search(r"^```bash\n(.*?)^```", section.group(1), re.MULTILINE | re.DOTALL)
     assert block, "the 'With Docker' section has no ```bash block"
     return block.group(1)
