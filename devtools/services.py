@@ -4,7 +4,7 @@ DynamoDB Local, moto (SQS, KMS) and the local fake Meta, started and provisioned
 exactly as `make dev` does it (devtools/dev.py's ``backing_services``), the development tenant and
 app created, and ``.local/sam-env.json`` written: SAM's ``--env-vars`` file that points every
 function of the template at those services through ``host.docker.internal``, the host as a Lambda
-container sees it. Then it prints the commands to run (``SAM_COMMANDS``, which the README's
+container sees it. Then it prints the commands to run (``SAM_COMMANDS``, which docs/operations.md's
 "With Docker" section repeats word for word) and waits; Ctrl-C or SIGTERM stops the services.
 
 The services listen on 127.0.0.1 (``SERVICES_HOST``). On Linux a container reaches the host only on
@@ -50,7 +50,7 @@ _SAM = ".venv-sam/bin/sam"
 _ENV_VARS = ".local/sam-env.json"
 _ADD_HOST = f"--add-host {CONTAINER_HOST}:host-gateway"
 
-# The one text of the commands: printed by `make services`, and the README's "With Docker" block
+# The one text of the commands: printed by `make services`, and docs/operations.md's "With Docker" block
 # (tests/e2e/test_services.py holds them equal and checks every flag against SAM CLI's --help).
 SAM_COMMANDS = f"""\
 # In a second terminal, from the repository root, while `make services` runs.

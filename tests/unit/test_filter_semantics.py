@@ -1,4 +1,4 @@
-"""Filters and domains mean what the README says, on moto and DynamoDB Local."""
+"""Filters and domains mean what docs/api.md and docs/decisions.md say, on moto and DynamoDB Local."""
 
 import pytest
 
