@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/graphql_api:$(CUR
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-dev: ## run the whole system locally on http://127.0.0.1:$${PORT:-3000}
+dev: ## run the whole system locally on http://127.0.0.1:3000 (PORT= to change)
 	@scripts/bootstrap dev
 	@exec $(PYTHON) -m devtools.dev
 

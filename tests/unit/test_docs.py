@@ -130,3 +130,13 @@ def test_each_page_opens_with_a_title_and_what_it_covers(page: Path) -> None:
 def test_every_heading_of_the_readme_before_the_split_still_has_a_home() -> None:
     headings = {heading for page in PAGES for heading in _headings(page)}
     assert [heading for heading in HEADINGS_BEFORE_THE_SPLIT if heading not in headings] == []
+
+
+def test_make_help_prints_every_target_with_nothing_left_unexpanded():
+    import subprocess
+
+    shown = subprocess.run(
+        ["make", "--no-print-directory", "help"], capture_output=True, text=True, check=True
+    )
+    assert "make dev" in shown.stdout and "make test" in shown.stdout
+    assert "$" not in shown.stdout
