@@ -138,5 +138,6 @@ def test_make_help_prints_every_target_with_nothing_left_unexpanded():
     shown = subprocess.run(
         ["make", "--no-print-directory", "help"], capture_output=True, text=True, check=True
     )
-    assert "make dev" in shown.stdout and "make test" in shown.stdout
+    assert "make dev" in shown.stdout
+    assert "make test" in shown.stdout
     assert "$" not in shown.stdout
