@@ -231,3 +231,10 @@ def test_markers_outlive_every_way_a_message_of_the_template_can_come_back(
     assert comes_back_within <= models.REDELIVERY_WINDOW
     margin = models.MARKER_TTL - models.REDELIVERY_WINDOW
     assert margin >= timedelta(days=1)  # for clock skew
+
+
+def test_get_on_graphql_is_routed_so_the_explorer_answers_in_dev_and_405_in_prod(resources):
+    events = resources["GraphQLFunction"]["Properties"]["Events"].values()
+    routes = {(event["Properties"]["Method"], event["Properties"]["Path"]) for event in events}
+    assert ("GET", "/graphql") in routes
+    assert ("POST", "/graphql") in routes
