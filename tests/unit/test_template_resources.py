@@ -238,3 +238,14 @@ def test_get_on_graphql_is_routed_so_the_explorer_answers_in_dev_and_405_in_prod
     routes = {(event["Properties"]["Method"], event["Properties"]["Path"]) for event in events}
     assert ("GET", "/graphql") in routes
     assert ("POST", "/graphql") in routes
+
+
+def test_every_function_of_the_template_has_a_build_target(resources):
+    makefile = (REPO_ROOT / "devtools" / "sam_build" / "Makefile").read_text()
+    (listed,) = [
+        line.split(":=", 1)[1].split() for line in makefile.splitlines() if line.startswith("FUNCTIONS :=")
+    ]
+    functions = {
+        name for name, resource in resources.items() if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert set(listed) == functions
