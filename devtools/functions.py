@@ -3,6 +3,7 @@
 import functools
 import importlib.util
 import sys
+import threading
 from typing import Any, cast
 
 from devtools.iam_recorder import acting_as, register_code_folder
@@ -33,10 +34,17 @@ def load_handler(code_uri: str, handler: str, *, module_alias: str) -> Handler:
 
     @functools.wraps(entry)
     def invoke(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
-        with acting_as(function_id):
+        with INVOCATION_LOCK, acting_as(function_id):
             return entry(event, context)
 
     return invoke
+
+
+# Lambda runs one invocation at a time in a container; locally, every function shares one process
+# (the API's request threads, the SQS pollers) and so one Powertools Logger and Metrics, whose
+# per-invocation state is not thread-safe ("dictionary changed size during iteration" in the metrics
+# flush under concurrent requests). So invocations take turns, as in a single container.
+INVOCATION_LOCK = threading.RLock()
 
 
 @functools.cache
