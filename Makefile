@@ -24,7 +24,7 @@ test: ## ruff, mypy and every test (unit, DynamoDB Local, handler events, sam bu
 	@scripts/bootstrap test
 	@$(MAKE) --no-print-directory lint
 	@rm -f .coverage .coverage.*
-	$(VENV)/bin/coverage run -m pytest -v
+	$(VENV)/bin/coverage run -m pytest -v --durations=15
 	@$(VENV)/bin/coverage combine --quiet
 	$(VENV)/bin/coverage report
 
