@@ -150,12 +150,14 @@ def test_resources_of_type_finds_the_pixel_table_and_the_event_queues_in_the_rea
         "EventsDeadLetterQueue",
         "PublishQueue",
         "PublishDeadLetterQueue",
+        "CleanupQueue",
+        "CleanupDeadLetterQueue",
     }
 
 
 def test_sqs_triggers_describe_the_aggregator_event_source_as_the_template_declares_it() -> None:
     triggers = {trigger.function_id: trigger for trigger in sqs_triggers(load_template())}
-    assert set(triggers) == {"CounterAggregatorFunction", "CapiPublisherFunction"}
+    assert set(triggers) == {"CounterAggregatorFunction", "CapiPublisherFunction", "PixelCleanupFunction"}
     trigger = triggers["CounterAggregatorFunction"]
     assert trigger.code_uri == "functions/counter_aggregator/"
     assert trigger.handler == "app.handler"
@@ -337,6 +339,8 @@ def test_provision_with_mock_aws_creates_table_and_queues_and_is_idempotent(
 
     sqs = boto3.client("sqs", region_name="us-east-1")
     assert sorted(url.rsplit("/", 1)[1] for url in sqs.list_queues()["QueueUrls"]) == [
+        "pixel-gateway-local-CleanupDeadLetterQueue",
+        "pixel-gateway-local-CleanupQueue",
         "pixel-gateway-local-EventsDeadLetterQueue",
         "pixel-gateway-local-EventsQueue",
         "pixel-gateway-local-OrderedQueue.fifo",
@@ -346,7 +350,15 @@ def test_provision_with_mock_aws_creates_table_and_queues_and_is_idempotent(
     assert (
         set(first.queue_urls)
         == set(first.queue_arns)
-        == {"EventsQueue", "EventsDeadLetterQueue", "OrderedQueue", "PublishQueue", "PublishDeadLetterQueue"}
+        == {
+            "EventsQueue",
+            "EventsDeadLetterQueue",
+            "OrderedQueue",
+            "PublishQueue",
+            "PublishDeadLetterQueue",
+            "CleanupQueue",
+            "CleanupDeadLetterQueue",
+        }
     )
     attributes = sqs.get_queue_attributes(QueueUrl=first.queue_urls["EventsQueue"], AttributeNames=["All"])[
         "Attributes"
