@@ -2,15 +2,14 @@
 
 import base64
 import hashlib
-import itertools
 import json
 import logging
-from typing import Any
 
 import pytest
 
 from pixel_core import auth
 from pixel_core.models import AppItem, find
+from tests.support.api_events import graphql_post
 
 DOMAINS = (
     "mutation Domains($auth: AuthRequestInput!, $event: ApiDomainsEventInput!) "
@@ -23,42 +22,6 @@ PIXELS = "mutation Pixels($event: ApiPixelsEventInput!) { pixels(event: $event) 
 UNAUTHORIZED = {"code": 401, "data": {}, "message": "Unauthorized"}
 LIST_123 = {"pixel_id": 123, "action": "list"}
 SERVICE_LOGGER = "pixel-gateway"  # Powertools' Logger(service=...) logs under the service's name
-_request_numbers = itertools.count(1)
-
-
-def api_event(query: str, variables: dict[str, Any], authorization: str | None = None) -> dict[str, Any]:
-    """An API Gateway (HTTP API, payload 2.0) POST /graphql event, with a request id of its own."""
-    headers = {"content-type": "application/json", "host": "abc.execute-api.us-east-1.amazonaws.com"}
-    if authorization is not None:
-        headers["authorization"] = authorization
-    request_id = f"auth-test-req-{next(_request_numbers)}"
-    return {
-        "version": "2.0",
-        "routeKey": "POST /graphql",
-        "rawPath": "/graphql",
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc",
-            "domainName": "abc.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc",
-            "http": {
-                "method": "POST",
-                "path": "/graphql",
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.10",
-                "userAgent": "Mozilla/5.0 (pytest)",
-            },
-            "requestId": request_id,
-            "routeKey": "POST /graphql",
-            "stage": "$default",
-            "time": "25/Nov/2026:21:00:00 +0000",
-            "timeEpoch": 1795640400000,
-        },
-        "body": json.dumps({"query": query, "variables": variables}),
-        "isBase64Encoded": False,
-    }
 
 
 @pytest.fixture
@@ -182,11 +145,13 @@ def test_no_secret_reaches_the_logs_of_the_lambda_handler_even_when_requests_fai
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger=SERVICE_LOGGER)
     events = [
-        api_event(DOMAINS, {"auth": app.auth, "event": LIST_123}),
-        api_event(
+        graphql_post(DOMAINS, {"auth": app.auth, "event": LIST_123}),
+        graphql_post(
             DOMAINS, {"auth": {"appId": app.app_id, "appSecret": app.app_secret + "x"}, "event": LIST_123}
         ),
-        api_event(DOMAINS_BASIC, {"event": {"pixel_id": "x", "action": "list"}}, app.basic_header),
+        graphql_post(
+            DOMAINS_BASIC, {"event": {"pixel_id": "x", "action": "list"}}, authorization=app.basic_header
+        ),
     ]
 
     # When the handler answers them

@@ -10,7 +10,6 @@ backoff sleeps are recorded instead of slept.
 
 import base64
 import hashlib
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from pixel_core import auth, queues, tokens
 from pixel_core.clock import utc_now
 from pixel_core.models import PixelItem, find
 from pixel_core.tokens import decrypt_access_token
+from tests.support.api_events import graphql_post
 from tests.support.faults import (
     aws_json_error,
     dynamodb_client,
@@ -51,47 +51,9 @@ SETUP = (
     "{ signalMutations { setupPixelSignalConfig(input: $input) { id connectionStatus { accessTokenAvailable } } } } }"
 )
 INTERNAL_ERROR = {"code": 500, "data": {}, "message": "Internal server error"}
-_request_numbers = itertools.count(1)
 
 
 # --- the Lambda handler and its events ------------------------------------------------------------
-
-
-def api_event(
-    path: str, query: str, variables: dict[str, Any], authorization: str | None = None
-) -> dict[str, Any]:
-    """An API Gateway (HTTP API, payload 2.0) event of a JSON POST, with a request id of its own."""
-    request_id = f"fault-test-req-{next(_request_numbers)}"
-    headers = {"content-type": "application/json", "host": "abc.execute-api.us-east-1.amazonaws.com"}
-    if authorization is not None:
-        headers["authorization"] = authorization
-    return {
-        "version": "2.0",
-        "routeKey": f"POST {path}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc",
-            "domainName": "abc.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc",
-            "http": {
-                "method": "POST",
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.10",
-                "userAgent": "Mozilla/5.0 (fault test)",
-            },
-            "requestId": request_id,
-            "routeKey": f"POST {path}",
-            "stage": "$default",
-            "time": "25/Nov/2026:21:00:00 +0000",
-            "timeEpoch": 1795640400000,
-        },
-        "body": json.dumps({"query": query, "variables": variables}),
-        "isBase64Encoded": False,
-    }
 
 
 def body_of(response: dict[str, Any]) -> dict[str, Any]:
@@ -119,12 +81,12 @@ def domains_event(app_auth: dict[str, str], action: str, domain: str | None = No
     event: dict[str, Any] = {"pixel_id": 123, "action": action}
     if domain is not None:
         event["domain"] = domain
-    return api_event("/graphql", DOMAINS, {"auth": app_auth, "event": event})
+    return graphql_post(DOMAINS, {"auth": app_auth, "event": event})
 
 
 def pageview_event(app_auth: dict[str, str]) -> dict[str, Any]:
     event = {"pixelId": 123, "domain": "example.com", "email": EMAIL}
-    return api_event("/graphql", PAGEVIEW, {"auth": app_auth, "event": event})
+    return graphql_post(PAGEVIEW, {"auth": app_auth, "event": event})
 
 
 def setup_event(basic_header: str, token: str, name: str) -> dict[str, Any]:
@@ -136,8 +98,8 @@ def setup_event(basic_header: str, token: str, name: str) -> dict[str, Any]:
         "externalId": "633612748410ba6e902",
         "name": name,
     }
-    return api_event(
-        "/capig/graphql/", SETUP, {"tenantId": TENANT, "input": setup_input}, authorization=basic_header
+    return graphql_post(
+        SETUP, {"tenantId": TENANT, "input": setup_input}, path="/capig/graphql/", authorization=basic_header
     )
 
 

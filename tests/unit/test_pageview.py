@@ -1,17 +1,16 @@
 """The pageview mutation: the document's request, identity hashing, drops, errors, and the queue."""
 
 import hashlib
-import itertools
 import json
 import logging
 import time
 import types
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from pixel_core import intake, queues
+from tests.support.api_events import graphql_post
 from tests.support.faults import max_attempts, unreachable
 
 # The pageview document's request, with real values in place of its empty placeholders.
@@ -29,39 +28,6 @@ PAGEVIEW = (
     "{ pageview(auth: $auth, event: $event) { code data message } }"
 )
 SERVICE_LOGGER = "pixel-gateway"  # Powertools' Logger(service=...) logs under the service's name
-_request_numbers = itertools.count(1)
-
-
-def api_event(query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    """An API Gateway (HTTP API, payload 2.0) POST /graphql event, with a request id of its own."""
-    request_id = f"pageview-test-req-{next(_request_numbers)}"
-    return {
-        "version": "2.0",
-        "routeKey": "POST /graphql",
-        "rawPath": "/graphql",
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json", "host": "abc.execute-api.us-east-1.amazonaws.com"},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc",
-            "domainName": "abc.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc",
-            "http": {
-                "method": "POST",
-                "path": "/graphql",
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.10",
-                "userAgent": "Mozilla/5.0 (pytest)",
-            },
-            "requestId": request_id,
-            "routeKey": "POST /graphql",
-            "stage": "$default",
-            "time": "25/Nov/2026:21:00:00 +0000",
-            "timeEpoch": 1795640400000,
-        },
-        "body": json.dumps({"query": query, "variables": variables}),
-        "isBase64Encoded": False,
-    }
 
 
 class IntakeClock:
@@ -132,7 +98,7 @@ def test_email_is_hashed_at_the_edge_and_neither_queued_nor_logged_by_the_lambda
     # through the real Lambda handler (the layer that logs)
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger=SERVICE_LOGGER)
-    event = api_event(
+    event = graphql_post(
         PAGEVIEW,
         {
             "auth": app.auth,
