@@ -1,12 +1,12 @@
 """API Gateway (HTTP API, payload 2.0) events from events/ through the real Lambda handler."""
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
 
 from pixel_core import pixel_domains
 from pixel_core.models import TableItem, bind_models
+from tests.support.api_events import response_body
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENTS = REPO_ROOT / "events"
@@ -20,18 +20,11 @@ def load_event(name: str, app=None) -> dict[str, Any]:
     return json.loads(text)
 
 
-def body_of(response: dict[str, Any]) -> dict[str, Any]:
-    body = response["body"]
-    if response.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode()
-    return json.loads(body)
-
-
 def test_seed_domain_requests_through_the_handler(handler, lambda_context, app, table):
     # Given pixel 123, created with a base64-encoded body and Basic auth
     created = handler(load_event("graphql_create_pixel_basic_auth", app), lambda_context)
     assert created["statusCode"] == 200
-    assert body_of(created)["data"]["pixels"]["data"]["name"] == "Shop"
+    assert response_body(created)["data"]["pixels"]["data"]["name"] == "Shop"
     # When the seed's add, list and remove requests arrive as API Gateway events
     added = handler(load_event("graphql_add_domain", app), lambda_context)
     listed = handler(load_event("graphql_list_domains", app), lambda_context)
@@ -39,13 +32,15 @@ def test_seed_domain_requests_through_the_handler(handler, lambda_context, app, 
     # Then each answers as documented, as JSON over HTTP 200
     assert added["statusCode"] == 200
     assert added["headers"]["content-type"].startswith("application/json")
-    assert body_of(added) == {
+    assert response_body(added) == {
         "data": {
             "domains": {"code": 200, "data": {"domain": "example.com", "pixel_id": 123}, "message": "Success"}
         }
     }
-    assert [d["domain"] for d in body_of(listed)["data"]["domains"]["data"]["domains"]] == ["example.com"]
-    assert body_of(removed)["data"]["domains"]["data"] == {
+    assert [d["domain"] for d in response_body(listed)["data"]["domains"]["data"]["domains"]] == [
+        "example.com"
+    ]
+    assert response_body(removed)["data"]["domains"]["data"] == {
         "domain": "example.com",
         "pixel_id": 123,
         "deleted": True,
@@ -57,7 +52,9 @@ def test_wrong_credentials_through_the_handler_are_an_in_band_401(handler, lambd
     event["body"] = event["body"].replace(app.app_secret, "wrong")
     response = handler(event, lambda_context)
     assert response["statusCode"] == 200
-    assert body_of(response) == {"data": {"domains": {"code": 401, "data": {}, "message": "Unauthorized"}}}
+    assert response_body(response) == {
+        "data": {"domains": {"code": 401, "data": {}, "message": "Unauthorized"}}
+    }
 
 
 def test_malformed_json_body_is_a_clear_400(handler, lambda_context, table):
@@ -70,7 +67,7 @@ def test_malformed_json_body_is_a_clear_400(handler, lambda_context, table):
 def test_health_is_200_when_the_table_answers(handler, lambda_context, table):
     response = handler(load_event("health"), lambda_context)
     assert response["statusCode"] == 200
-    assert body_of(response) == {"status": "ok", "checks": {"database": "ok", "events_queue": "ok"}}
+    assert response_body(response) == {"status": "ok", "checks": {"database": "ok", "events_queue": "ok"}}
 
 
 def test_health_is_503_when_the_table_is_missing(handler, lambda_context, table):
@@ -81,7 +78,7 @@ def test_health_is_503_when_the_table_is_missing(handler, lambda_context, table)
     response = handler(load_event("health"), lambda_context)
     bind_models(table_name=table, host=host)
     assert response["statusCode"] == 503
-    assert body_of(response)["checks"] == {"database": "unavailable", "events_queue": "ok"}
+    assert response_body(response)["checks"] == {"database": "unavailable", "events_queue": "ok"}
 
 
 def test_unknown_path_is_404(handler, lambda_context, table):
@@ -102,7 +99,7 @@ def test_unexpected_error_is_a_500_envelope_logged_once_as_json_with_the_correla
     # When the list request arrives
     response = handler(event, lambda_context)
     # Then the caller sees a generic 500, and the log has one JSON error line with the request id
-    assert body_of(response) == {
+    assert response_body(response) == {
         "data": {"domains": {"code": 500, "data": {}, "message": "Internal server error"}}
     }
     records = json_logs()
@@ -131,7 +128,7 @@ def test_a_pageview_through_the_handler_emits_emf_metrics_and_a_json_log_with_th
     # When a pageview arrives
     response = handler(event, lambda_context)
     # Then it is accepted, the invocation flushed an EMF document counting it
-    assert body_of(response)["data"]["pageview"] == {"code": 200, "message": "Success"}
+    assert response_body(response)["data"]["pageview"] == {"code": 200, "message": "Success"}
     documents = [
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')
     ]

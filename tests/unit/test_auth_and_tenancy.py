@@ -10,15 +10,8 @@ import pytest
 from pixel_core import auth
 from pixel_core.models import AppItem, find
 from tests.support.api_events import graphql_post
+from tests.support.documents import DOMAINS, PIXELS, SEED_QUERY
 
-DOMAINS = (
-    "mutation Domains($auth: AuthRequestInput!, $event: ApiDomainsEventInput!) "
-    "{ domains(auth: $auth, event: $event) { code data message } }"
-)
-DOMAINS_BASIC = (
-    "mutation Domains($event: ApiDomainsEventInput!) { domains(event: $event) { code data message } }"
-)
-PIXELS = "mutation Pixels($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
 UNAUTHORIZED = {"code": 401, "data": {}, "message": "Unauthorized"}
 LIST_123 = {"pixel_id": 123, "action": "list"}
 SERVICE_LOGGER = "pixel-gateway"  # Powertools' Logger(service=...) logs under the service's name
@@ -52,19 +45,19 @@ def test_only_a_sha256_digest_of_the_secret_is_stored(app):
     ],
 )
 def test_bad_credentials_are_answered_401_in_the_envelope(app, gql, pixel_123, credentials):
-    result = gql(DOMAINS, {"auth": credentials(app), "event": LIST_123})
+    result = gql(SEED_QUERY, {"auth": credentials(app), "event": LIST_123})
     assert result.errors is None
     assert result.data == {"domains": UNAUTHORIZED}
 
 
 def test_basic_auth_header_is_accepted_instead_of_the_auth_argument(app, gql, pixel_123):
-    result = gql(DOMAINS_BASIC, {"event": LIST_123}, app.basic_header)
+    result = gql(DOMAINS, {"event": LIST_123}, app.basic_header)
     assert result.data["domains"]["code"] == 200
 
 
 def test_empty_auth_argument_falls_back_to_basic_auth(app, gql, pixel_123):
     # The pageview document's own example sends `auth: {appId: "", appSecret: ""}` inline.
-    result = gql(DOMAINS, {"auth": {"appId": "", "appSecret": ""}, "event": LIST_123}, app.basic_header)
+    result = gql(SEED_QUERY, {"auth": {"appId": "", "appSecret": ""}, "event": LIST_123}, app.basic_header)
     assert result.data["domains"]["code"] == 200
 
 
@@ -82,7 +75,7 @@ def test_empty_auth_argument_falls_back_to_basic_auth(app, gql, pixel_123):
     ids=["absent", "empty", "bearer", "not-base64", "no-colon", "not-utf8", "oversized"],
 )
 def test_missing_or_malformed_basic_auth_is_401(app, gql, pixel_123, header):
-    result = gql(DOMAINS_BASIC, {"event": LIST_123}, header)
+    result = gql(DOMAINS, {"event": LIST_123}, header)
     assert result.data == {"domains": UNAUTHORIZED}
 
 
@@ -90,16 +83,16 @@ def test_another_tenants_pixel_is_answered_exactly_like_a_missing_one(make_app, 
     # Given two tenants, each with its own app, and a pixel owned by the first
     owner, stranger = make_app("owner"), make_app("stranger")
     gql(PIXELS, {"event": {"action": "create", "pixel_id": 777}}, owner.basic_header)
-    gql(DOMAINS, {"auth": owner.auth, "event": {"pixel_id": 777, "action": "add", "domain": "owner.com"}})
+    gql(SEED_QUERY, {"auth": owner.auth, "event": {"pixel_id": 777, "action": "add", "domain": "owner.com"}})
     # When the stranger acts on it, and on a pixel that does not exist
     answers = {
         action: gql(
-            DOMAINS,
+            SEED_QUERY,
             {"auth": stranger.auth, "event": {"pixel_id": pixel, "action": action, "domain": "owner.com"}},
         )
         for pixel, action in ((777, "list"), (777, "add"), (777, "remove"))
     }
-    missing = gql(DOMAINS, {"auth": stranger.auth, "event": {"pixel_id": 778, "action": "list"}})
+    missing = gql(SEED_QUERY, {"auth": stranger.auth, "event": {"pixel_id": 778, "action": "list"}})
     # Then every answer is the not-found one, and nothing changed
     for answer in answers.values():
         assert answer.data == {"domains": {"code": 404, "data": {}, "message": "Pixel 777 not found"}}
@@ -107,7 +100,7 @@ def test_another_tenants_pixel_is_answered_exactly_like_a_missing_one(make_app, 
     for action in ("get", "delete"):
         result = gql(PIXELS, {"event": {"action": action, "pixel_id": 777}}, stranger.basic_header)
         assert result.data == {"pixels": {"code": 404, "data": {}, "message": "Pixel 777 not found"}}
-    owners_view = gql(DOMAINS, {"auth": owner.auth, "event": {"pixel_id": 777, "action": "list"}})
+    owners_view = gql(SEED_QUERY, {"auth": owner.auth, "event": {"pixel_id": 777, "action": "list"}})
     assert [d["domain"] for d in owners_view.data["domains"]["data"]["domains"]] == ["owner.com"]
 
 
@@ -134,7 +127,7 @@ def test_creating_an_app_for_an_unknown_tenant_is_refused(table):
 
 def test_deleted_app_can_no_longer_authenticate(app, gql, pixel_123):
     assert auth.delete_app(app.app_id)
-    assert gql(DOMAINS, {"auth": app.auth, "event": LIST_123}).data == {"domains": UNAUTHORIZED}
+    assert gql(SEED_QUERY, {"auth": app.auth, "event": LIST_123}).data == {"domains": UNAUTHORIZED}
 
 
 def test_no_secret_reaches_the_logs_of_the_lambda_handler_even_when_requests_fail_though_each_request_is_logged(
@@ -145,13 +138,11 @@ def test_no_secret_reaches_the_logs_of_the_lambda_handler_even_when_requests_fai
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger=SERVICE_LOGGER)
     events = [
-        graphql_post(DOMAINS, {"auth": app.auth, "event": LIST_123}),
+        graphql_post(SEED_QUERY, {"auth": app.auth, "event": LIST_123}),
         graphql_post(
-            DOMAINS, {"auth": {"appId": app.app_id, "appSecret": app.app_secret + "x"}, "event": LIST_123}
+            SEED_QUERY, {"auth": {"appId": app.app_id, "appSecret": app.app_secret + "x"}, "event": LIST_123}
         ),
-        graphql_post(
-            DOMAINS_BASIC, {"event": {"pixel_id": "x", "action": "list"}}, authorization=app.basic_header
-        ),
+        graphql_post(DOMAINS, {"event": {"pixel_id": "x", "action": "list"}}, authorization=app.basic_header),
     ]
 
     # When the handler answers them

@@ -2,126 +2,24 @@
 
 import json
 import time
-from typing import Any
 
 import pytest
 
 from graphql_api.resolvers.errors import format_error
 from pixel_core.models import PixelItem
 from pixel_core.tokens import TokenDecryptionError, decrypt_access_token
-
-# The reference's sample mutations, unchanged.
-SETUP = """mutation AddNewPixelModalMutation(
-   $tenantId: ID!
-   $input: PixelConnectionCreationInput!
-) {
-   tenantMutations(tenantId: $tenantId) {
-          signalMutations {
-              setupPixelSignalConfig(input: $input) {
-              id
-              domains
-              connectionId
-              connectionStatus {
-                  id
-                  accessTokenAvailable
-                  active
-                  eventBridgeActive
-                  publishingEnabled
-                  apiErrorCode
-                  pixelID
-                  pixelName
-                  lastPublished
-                  totalEventsPublished
-                  lastReceived
-                  totalEventsReceived
-                  }
-              }
-          }
-   }
-}"""
-DELETE = """mutation DeleteDataSourceModalMutation(
- $id: ID!
- $tenantId: ID!
-) {
- tenantMutations(tenantId: $tenantId) {
-   signalMutations {
-     deleteDataSource(id: $id)
-   }
- }
-}"""
-EVENTS_STATUS = """mutation updateSignalConfigStatusMutation(
-   $id: ID!, $tenantId: ID!, $input: SignalConfigStatusInput!) {
- tenantMutations(tenantId: $tenantId) {
-   signalMutations {
-     updateSignalConfigEventsStatus(id: $id, input: $input) {
-       success
-       connectionStatus {
-         id
-         connected
-         active
-         eventBridgeActive
-         publishingEnabled
-       }
-     }
-   }
- }
-}"""
-CAPI_PUBLISH = """mutation updateSignalConfigCapiPublishMutation(
-$id: ID!, $tenantId: ID!, $input: SignalConfigStatusInput!) {
- tenantMutations(tenantId: $tenantId) {
-   signalMutations {
-     updateSignalConfigCapiPublish(id: $id, input: $input) {
-       success
-       connectionStatus {
-         id
-         active
-         eventBridgeActive
-         publishingEnabled
-       }
-     }
-   }
- }
-}"""
-EVENT_FILTER = """mutation EventFilterStatusMutation($tenantId: ID!, $input: UpdateEventFilterInput!) {
-tenantMutations(tenantId: $tenantId) {
-  updateEventFilter(input: $input) {
-    updatedFilter {
-      eventName
-      pixelId
-      filterState
-    }
-  }
-}
-}"""
-DOMAIN_FILTER = """mutation useComitDomainFilterChangeMutation($tenantId: ID!, $input: UpdateDomainFilterInput!) {
- tenantMutations(tenantId: $tenantId) {
-   updateDomainFilter(input: $input) {
-     updatedFilter {
-       id
-       domain
-       pixelId
-       filterState
-     }
-   }
- }
-}"""
-TENANT_QUERIES = """query Account($tenantId: ID!) { tenantQueries(tenantId: $tenantId) {
-  account { signalConfigs { id domains connectionId connectionStatus { id accessTokenAvailable active connected
-    eventBridgeActive publishingEnabled apiErrorCode pixelID lastReceived totalEventsReceived totalEventsPublished lastPublished } } }
-  eventFilters { id eventName pixelId filterState }
-  domainFilters { id domain pixelId filterState } } }"""
-TRACK = "mutation T($event: TrackEventInput!) { track(event: $event) { code data message } }"
-PIXEL = "18904456377094531"
-SETUP_VARIABLES: dict[str, Any] = {
-    "tenantId": "IaoreXfj",
-    "input": {
-        "pixelId": PIXEL,
-        "businessId": "2840127409433732",
-        "accessToken": "<accessToken>",
-        "apiVersion": "v14.0",
-        "externalId": "633612748410ba6e902",
-    },
-}
+from tests.support.documents import (
+    CAPI_PUBLISH,
+    DELETE,
+    DOMAIN_FILTER,
+    EVENT_FILTER,
+    EVENTS_STATUS,
+    PIXEL,
+    SETUP,
+    SETUP_VARIABLES,
+    TENANT_QUERIES,
+    TRACK,
+)
 
 
 def capig(gql, app, query, variables):

@@ -17,14 +17,11 @@ from devtools.template import load_template
 from pixel_core import auth
 from pixel_core.clock import utc_now
 from pixel_core.models import PixelItem
+from tests.support.documents import PAGEVIEW
 
 SHOP = "https://shop.example"
 WWW_SHOP = "https://www.shop.example"
 STRANGER = "https://evil.example"
-PAGEVIEW = (
-    "mutation PV($auth: AuthRequestInput!, $event: PageviewEventInput!) "
-    "{ pageview(auth: $auth, event: $event) { code data message } }"
-)
 
 
 @pytest.fixture(scope="module")

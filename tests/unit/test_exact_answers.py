@@ -11,15 +11,9 @@ from typing import Any
 import pytest
 
 from graphql_api.scalars import MAX_SAFE_INTEGER, exact_json, exact_number
+from tests.support.documents import PIXELS, SEED_QUERY, STATS, TRACK
 
 BIG = 18904456377094531  # the CAPIG reference's pixel id: JavaScript reads it as ...532
-PIXELS = "mutation Pixels($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
-DOMAINS = (
-    "mutation Domains($auth: AuthRequestInput!, $event: ApiDomainsEventInput!) "
-    "{ domains(auth: $auth, event: $event) { code data message } }"
-)
-STATS = "query Stats($event: ApiStatsEventInput!) { stats(event: $event) { code data message } }"
-TRACK = "mutation T($event: TrackEventInput!) { track(event: $event) { code data message } }"
 SETUP = """mutation Setup($tenantId: ID!, $input: PixelConnectionCreationInput!) {
   tenantMutations(tenantId: $tenantId) { signalMutations { setupPixelSignalConfig(input: $input) {
     id domains connectionId connectionStatus { id accessTokenAvailable active connected accessKey
@@ -119,10 +113,10 @@ def test_every_heropixel_answer_gives_a_big_pixel_id_as_its_digit_string(app, gq
     created = envelope(gql(PIXELS, {"event": {"action": "create", "pixel_id": BIG}}, basic), "pixels")
     assert created["data"]["pixel_id"] == str(BIG)
     event = {"pixel_id": str(BIG), "action": "add", "domain": "example.com"}
-    added = envelope(gql(DOMAINS, {"auth": app.auth, "event": event}), "domains")
+    added = envelope(gql(SEED_QUERY, {"auth": app.auth, "event": event}), "domains")
     assert added["data"] == {"domain": "example.com", "pixel_id": str(BIG)}
     listed = envelope(
-        gql(DOMAINS, {"auth": app.auth, "event": {"pixel_id": BIG, "action": "list"}}), "domains"
+        gql(SEED_QUERY, {"auth": app.auth, "event": {"pixel_id": BIG, "action": "list"}}), "domains"
     )
     (domain,) = listed["data"]["domains"]
     assert domain["pixel_id"] == str(BIG)
@@ -141,7 +135,7 @@ def test_every_heropixel_answer_gives_a_big_pixel_id_as_its_digit_string(app, gq
     )
     assert isinstance(tracked["data"]["event_id"], str)
     remove: dict[str, Any] = {"pixel_id": BIG, "action": "remove", "domain": "example.com"}
-    removed = envelope(gql(DOMAINS, {"auth": app.auth, "event": remove}), "domains")
+    removed = envelope(gql(SEED_QUERY, {"auth": app.auth, "event": remove}), "domains")
     assert removed["data"] == {"domain": "example.com", "pixel_id": str(BIG), "deleted": True}
     deleted = envelope(gql(PIXELS, {"event": {"action": "delete", "pixel_id": BIG}}, basic), "pixels")
     assert deleted["data"] == {"pixel_id": str(BIG), "deleted": True}
@@ -153,15 +147,15 @@ def test_small_pixel_ids_stay_json_numbers_as_in_the_documents(app, gql):
     assert type(created["data"]["pixel_id"]) is int
     # The domains document's requests and answers, to the letter (types included)
     event = {"pixel_id": 123, "action": "add", "domain": "example.com"}
-    added = envelope(gql(DOMAINS, {"auth": app.auth, "event": event}), "domains")
+    added = envelope(gql(SEED_QUERY, {"auth": app.auth, "event": event}), "domains")
     assert added == {"code": 200, "data": {"domain": "example.com", "pixel_id": 123}, "message": "Success"}
     assert type(added["data"]["pixel_id"]) is int
     listed = envelope(
-        gql(DOMAINS, {"auth": app.auth, "event": {"pixel_id": 123, "action": "list"}}), "domains"
+        gql(SEED_QUERY, {"auth": app.auth, "event": {"pixel_id": 123, "action": "list"}}), "domains"
     )
     assert [(type(d["id"]), d["pixel_id"]) for d in listed["data"]["domains"]] == [(int, 123)]
     event = {"pixel_id": 123, "action": "remove", "domain": "example.com"}
-    removed = envelope(gql(DOMAINS, {"auth": app.auth, "event": event}), "domains")
+    removed = envelope(gql(SEED_QUERY, {"auth": app.auth, "event": event}), "domains")
     assert removed == {
         "code": 200,
         "data": {"domain": "example.com", "pixel_id": 123, "deleted": True},

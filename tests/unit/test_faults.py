@@ -22,7 +22,8 @@ from pixel_core import auth, queues, tokens
 from pixel_core.clock import utc_now
 from pixel_core.models import PixelItem, find
 from pixel_core.tokens import decrypt_access_token
-from tests.support.api_events import graphql_post
+from tests.support.api_events import graphql_post, response_body
+from tests.support.documents import PAGEVIEW, SEED_QUERY
 from tests.support.faults import (
     aws_json_error,
     dynamodb_client,
@@ -38,14 +39,6 @@ EMAIL = "john_smith@gmail.com"
 EMAIL_MD5 = hashlib.md5(EMAIL.encode(), usedforsecurity=False).hexdigest()
 OLD_TOKEN = "EAAB-old-token-never-logged-1f2e3d"
 NEW_TOKEN = "EAAB-new-token-never-logged-9a8b7c"
-DOMAINS = (
-    "mutation Domains($auth: AuthRequestInput!, $event: ApiDomainsEventInput!) "
-    "{ domains(auth: $auth, event: $event) { code data message } }"
-)
-PAGEVIEW = (
-    "mutation PV($auth: AuthRequestInput!, $event: PageviewEventInput!) "
-    "{ pageview(auth: $auth, event: $event) { code data message } }"
-)
 SETUP = (
     "mutation Setup($tenantId: ID!, $input: PixelConnectionCreationInput!) { tenantMutations(tenantId: $tenantId) "
     "{ signalMutations { setupPixelSignalConfig(input: $input) { id connectionStatus { accessTokenAvailable } } } } }"
@@ -54,13 +47,6 @@ INTERNAL_ERROR = {"code": 500, "data": {}, "message": "Internal server error"}
 
 
 # --- the Lambda handler and its events ------------------------------------------------------------
-
-
-def body_of(response: dict[str, Any]) -> dict[str, Any]:
-    body = response["body"]
-    if response.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode()
-    return json.loads(body)
 
 
 @pytest.fixture
@@ -81,7 +67,7 @@ def domains_event(app_auth: dict[str, str], action: str, domain: str | None = No
     event: dict[str, Any] = {"pixel_id": 123, "action": action}
     if domain is not None:
         event["domain"] = domain
-    return graphql_post(DOMAINS, {"auth": app_auth, "event": event})
+    return graphql_post(SEED_QUERY, {"auth": app_auth, "event": event})
 
 
 def pageview_event(app_auth: dict[str, str]) -> dict[str, Any]:
@@ -183,7 +169,7 @@ def test_domains_add_under_dynamodb_throttling_on_every_attempt_is_a_500_envelop
     # Given pixel 123 with one domain, and DynamoDB throttling every attempt of some calls
     created, app_auth = credentials
     first = handler(domains_event(app_auth, "add", "first.example"), lambda_context)
-    assert body_of(first)["data"]["domains"]["code"] == 200
+    assert response_body(first)["data"]["domains"]["code"] == 200
     before = table_snapshot(moto_table)
     client = dynamodb_client()
     fault = inject(client, throttled, dynamodb_throttling(error_code))
@@ -195,7 +181,7 @@ def test_domains_add_under_dynamodb_throttling_on_every_attempt_is_a_500_envelop
     assert len(fault.attempts) == max_attempts(client) == 4
     assert len(backoff_sleeps) == len(fault.attempts) - 1
     assert response["statusCode"] == 200  # in band, as the HeroPixel documents answer errors
-    assert body_of(response) == {"data": {"domains": INTERNAL_ERROR}}
+    assert response_body(response) == {"data": {"domains": INTERNAL_ERROR}}
     assert error_code not in response["body"]
     # And one ERROR record, with the request's correlation id and the cause; no secret anywhere
     records = json_logs()
@@ -206,7 +192,7 @@ def test_domains_add_under_dynamodb_throttling_on_every_attempt_is_a_500_envelop
     # And nothing written half-way: no domain item, the pixel's domain set unchanged, nothing queued
     assert changed_items(before, table_snapshot(moto_table)) <= may_change
     fault.lift()
-    listed = body_of(handler(domains_event(app_auth, "list"), lambda_context))["data"]["domains"]
+    listed = response_body(handler(domains_event(app_auth, "list"), lambda_context))["data"]["domains"]
     assert [domain["domain"] for domain in listed["data"]["domains"]] == ["first.example"]
     assert PixelItem.get(*PixelItem.key(123)).domains == {"first.example"}
     assert queued_messages() == []
@@ -231,7 +217,10 @@ def test_pageview_under_dynamodb_throttling_on_every_attempt_is_a_500_envelope_t
     # and DynamoDB throttling every attempt of every call
     created, app_auth = credentials
     if warm:
-        assert body_of(handler(pageview_event(app_auth), lambda_context))["data"]["pageview"]["code"] == 200
+        assert (
+            response_body(handler(pageview_event(app_auth), lambda_context))["data"]["pageview"]["code"]
+            == 200
+        )
         assert len(queued_messages()) == 1
     before = table_snapshot(moto_table)
     client = dynamodb_client()
@@ -243,7 +232,7 @@ def test_pageview_under_dynamodb_throttling_on_every_attempt_is_a_500_envelope_t
     # limit, and the caller gets a generic 500 envelope
     assert fault.attempts == ["GetItem"] * max_attempts(client)
     assert len(backoff_sleeps) == len(fault.attempts) - 1
-    assert body_of(response) == {"data": {"pageview": INTERNAL_ERROR}}
+    assert response_body(response) == {"data": {"pageview": INTERNAL_ERROR}}
     # And one ERROR record with the correlation id; neither the secret nor the e-mail (or its hash)
     records = json_logs()
     error = the_one_error(records, event)
@@ -289,7 +278,7 @@ def test_pageview_whose_sqs_send_fails_every_attempt_is_a_500_envelope_that_queu
     response = handler(event, lambda_context)
     # Then the send was attempted as often as the client allows, and the caller gets a 500 envelope
     assert fault.attempts == ["SendMessage"] * max_attempts(client)
-    assert body_of(response) == {"data": {"pageview": INTERNAL_ERROR}}
+    assert response_body(response) == {"data": {"pageview": INTERNAL_ERROR}}
     # And one ERROR record with the correlation id, without the secret or the e-mail (or its hash)
     records = json_logs()
     error = the_one_error(records, event)
@@ -320,7 +309,7 @@ KMS_ERRORS = ["KMSInternalException", "DisabledException", "AccessDeniedExceptio
 
 
 def capig_error_of(response: dict[str, Any]) -> dict[str, Any]:
-    (error,) = body_of(response)["errors"]
+    (error,) = response_body(response)["errors"]
     return error
 
 
@@ -360,7 +349,7 @@ def test_setup_pixel_signal_config_replacing_a_token_when_kms_fails_is_a_graphql
     # Given a pixel set up with an access token (KMS working, in moto), then KMS failing
     created, _ = credentials
     first = handler(setup_event(basic_header(created), OLD_TOKEN, "Shop"), lambda_context)
-    assert "errors" not in body_of(first)
+    assert "errors" not in response_body(first)
     before = table_snapshot(moto_table)
     working_kms = tokens.kms_client
     kms = FailingKms(code)

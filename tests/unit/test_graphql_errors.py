@@ -2,10 +2,8 @@
 
 import pytest
 
-DOMAINS = (
-    "mutation Domains($auth: AuthRequestInput!, $event: ApiDomainsEventInput!) "
-    "{ domains(auth: $auth, event: $event) { code data message } }"
-)
+from tests.support.documents import SEED_QUERY
+
 AUTH = {"appId": "a", "appSecret": "b"}
 
 
@@ -61,7 +59,7 @@ def test_malformed_documents_get_clear_errors(gql, moto_table, document, fragmen
     ],
 )
 def test_wrongly_typed_variables_get_clear_errors(gql, moto_table, event, fragment):
-    assert_clear_error(gql(DOMAINS, {"auth": AUTH, "event": event}), fragment)
+    assert_clear_error(gql(SEED_QUERY, {"auth": AUTH, "event": event}), fragment)
 
 
 def test_pixel_id_literal_in_the_document_is_parsed_too(gql, moto_table):

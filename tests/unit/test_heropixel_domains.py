@@ -7,12 +7,8 @@ import re
 
 import pytest
 
-# Copied unchanged from the HeroPixel domains document.
-SEED_QUERY = (
-    "mutation Domains($auth: AuthRequestInput!, $event: ApiDomainsEventInput!) "
-    "{ domains(auth: $auth, event: $event) { code data message } }"
-)
-PIXELS = "mutation Pixels($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
+from tests.support.documents import PIXELS, SEED_QUERY
+
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 

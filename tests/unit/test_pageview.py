@@ -11,22 +11,12 @@ import pytest
 
 from pixel_core import intake, queues
 from tests.support.api_events import graphql_post
+from tests.support.documents import DOMAINS, PAGEVIEW, PIXELS, SEED_PAGEVIEW, STATS
 from tests.support.faults import max_attempts, unreachable
 
-# The pageview document's request, with real values in place of its empty placeholders.
-SEED_PAGEVIEW = (
-    'mutation HeroPixel($event: PageviewEventInput!) { pageview(auth: { appId: "APP", appSecret: "SECRET" }, '
-    "event: $event) { message code data } }"
-)
-PIXELS = "mutation Pixels($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
-DOMAINS = "mutation Domains($event: ApiDomainsEventInput!) { domains(event: $event) { code data message } }"
 EMAIL = "john_smith@gmail.com"
 EMAIL_MD5 = hashlib.md5(EMAIL.encode(), usedforsecurity=False).hexdigest()
 EMAIL_SHA256 = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"  # Meta's own example
-PAGEVIEW = (
-    "mutation PV($auth: AuthRequestInput!, $event: PageviewEventInput!) "
-    "{ pageview(auth: $auth, event: $event) { code data message } }"
-)
 SERVICE_LOGGER = "pixel-gateway"  # Powertools' Logger(service=...) logs under the service's name
 
 
@@ -275,10 +265,9 @@ def test_stats_after_pageviews_and_its_range_validation(app, gql, pixel_1, aggre
         pageview(gql, app, {"pixelId": 1, "domain": "example.com", "email": email})
     pageview(gql, app, {"pixelId": 1, "domain": "www.example.com"})
     aggregator()
-    stats_query = "query Stats($event: ApiStatsEventInput!) { stats(event: $event) { code data message } }"
 
     def stats(start, end):
-        return gql(stats_query, {"event": {"pixel_id": 1, "from": start, "to": end}}, app.basic_header).data[
+        return gql(STATS, {"event": {"pixel_id": 1, "from": start, "to": end}}, app.basic_header).data[
             "stats"
         ]
 

@@ -4,8 +4,7 @@ import re
 
 import pytest
 
-PIXELS = "mutation Pixels($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
-DOMAINS = "mutation Domains($event: ApiDomainsEventInput!) { domains(event: $event) { code data message } }"
+from tests.support.documents import DOMAINS, PIXELS
 
 
 def pixels(gql, app, event):

@@ -4,66 +4,38 @@ Both apps are built in this one process with `create_asgi_app` and driven as Lam
 Mangum and API Gateway HTTP API events.
 """
 
-import base64
 import dataclasses
 import json
 from typing import Any
 
 import pytest
 from graphql import get_introspection_query
-from mangum import Mangum
 
-from graphql_api.server import create_asgi_app, schema
-from pixel_core import auth, pixel_domains, signal_configs
+from graphql_api.server import schema
+from pixel_core import pixel_domains, signal_configs
 from pixel_core.config import settings
-from tests.unit.test_capig import SETUP, SETUP_VARIABLES
-from tests.unit.test_heropixel_domains import SEED_QUERY
-from tests.unit.test_query_limits import graphql_body, http_api_event, response_body
+from tests.support.documents import SEED_QUERY, SETUP, SETUP_VARIABLES
+from tests.support.lambda_app import LambdaApp, sample_tenant_app
 
 PRODUCTION = dataclasses.replace(settings, stage="prod")
 DEVELOPMENT = dataclasses.replace(settings, stage="dev")
 SECRET_DETAIL = "database on fire at 10.0.0.7"
 
 
-class Client:
-    """One app, called the way Lambda calls it."""
-
-    def __init__(self, stage_settings: Any, lambda_context: Any) -> None:
-        self.handler = Mangum(create_asgi_app(stage_settings), lifespan="off")
-        self.lambda_context = lambda_context
-
-    def post(
-        self, query: str, variables: dict[str, Any] | None = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any]:
-        response = self.handler(
-            http_api_event(graphql_body(query, variables), headers=headers), self.lambda_context
-        )
-        return response["statusCode"], response_body(response)
-
-    def get(self, path: str) -> dict[str, Any]:
-        response: dict[str, Any] = self.handler(
-            http_api_event(None, method="GET", path=path), self.lambda_context
-        )
-        return response
+@pytest.fixture
+def prod(lambda_context) -> LambdaApp:
+    return LambdaApp(PRODUCTION, lambda_context)
 
 
 @pytest.fixture
-def prod(lambda_context) -> Client:
-    return Client(PRODUCTION, lambda_context)
-
-
-@pytest.fixture
-def dev(lambda_context) -> Client:
-    return Client(DEVELOPMENT, lambda_context)
+def dev(lambda_context) -> LambdaApp:
+    return LambdaApp(DEVELOPMENT, lambda_context)
 
 
 @pytest.fixture
 def credentials(moto_table):
     """The CAPIG document's sample tenant and an app bound to it (moto), with its Basic auth header."""
-    auth.create_tenant("IaoreXfj")
-    created = auth.create_app({"IaoreXfj"})
-    token = base64.b64encode(f"{created.app_id}:{created.app_secret}".encode()).decode()
-    return created, {"authorization": f"Basic {token}"}
+    return sample_tenant_app()
 
 
 def assert_no_internals(body: Any) -> None:

@@ -12,28 +12,31 @@ from typing import Any
 
 import pytest
 from graphql import GraphQLObjectType, default_field_resolver, get_introspection_query, parse, validate
-from mangum import Mangum
 
 from graphql_api import documents as documents_module
 from graphql_api import limits
 from graphql_api import server as server_module
-from graphql_api.server import create_asgi_app, schema
-from pixel_core import auth
+from graphql_api.server import schema
 from pixel_core.config import Settings, load_settings, settings
-from tests.unit.test_capig import (
+from tests.support.api_events import http_api_event, response_body
+from tests.support.documents import (
     CAPI_PUBLISH,
     DELETE,
     DOMAIN_FILTER,
     EVENT_FILTER,
     EVENTS_STATUS,
     PIXEL,
+    PIXELS,
+    SEED_PAGEVIEW,
+    SEED_QUERY,
     SETUP,
     SETUP_VARIABLES,
+    STATS,
     TENANT_QUERIES,
     TRACK,
+    graphql_body,
 )
-from tests.unit.test_heropixel_domains import PIXELS, SEED_QUERY
-from tests.unit.test_pageview import SEED_PAGEVIEW
+from tests.support.lambda_app import LambdaApp, sample_tenant_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The limits as deployed by default (tests/conftest.py sets no MAX_* variable).
@@ -53,76 +56,9 @@ def filter_input(pixels: int) -> dict[str, Any]:
     }
 
 
-def http_api_event(
-    body: str | None,
-    *,
-    method: str = "POST",
-    path: str = "/graphql",
-    headers: dict[str, str] | None = None,
-    base64_encoded: bool = False,
-) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event, as events/*.json have them."""
-    all_headers = {
-        "content-type": "application/json",
-        "host": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
-    }
-    if body is not None:
-        raw = base64.b64decode(body) if base64_encoded else body.encode()
-        all_headers["content-length"] = str(len(raw))
-    all_headers.update(headers or {})
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": f"{method} {path}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": all_headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "a1b2c3d4e5",
-            "domainName": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "a1b2c3d4e5",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.10",
-                "userAgent": "pytest",
-            },
-            "requestId": "query-limits-req",
-            "routeKey": f"{method} {path}",
-            "stage": "$default",
-            "time": "25/Nov/2026:21:00:00 +0000",
-            "timeEpoch": 1795640400000,
-        },
-        "isBase64Encoded": base64_encoded,
-    }
-    if body is not None:
-        event["body"] = body
-    return event
-
-
-def graphql_body(query: str, variables: dict[str, Any] | None = None) -> str:
-    return json.dumps({"query": query, "variables": variables})
-
-
-def response_body(response: dict[str, Any]) -> Any:
-    body = response["body"]
-    if response.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode()
-    return json.loads(body)
-
-
 def lambda_app(app_settings: Settings, lambda_context: Any) -> Any:
     """Posts GraphQL to an app built from `app_settings`, as Lambda would; returns (status, body)."""
-    handler = Mangum(create_asgi_app(app_settings), lifespan="off")
-
-    def post(
-        query: str, variables: dict[str, Any] | None = None, headers: dict[str, str] | None = None
-    ) -> Any:
-        response = handler(http_api_event(graphql_body(query, variables), headers=headers), lambda_context)
-        return response["statusCode"], response_body(response)
-
-    return post
+    return LambdaApp(app_settings, lambda_context).post
 
 
 @pytest.fixture
@@ -522,10 +458,7 @@ def test_the_body_limit_checks_the_declared_length_and_the_bytes_actually_receiv
 @pytest.fixture
 def dev_app(moto_table):
     """The CAPIG document's sample tenant and an app bound to it, in moto."""
-    auth.create_tenant("IaoreXfj")
-    credentials = auth.create_app({"IaoreXfj"})
-    token = base64.b64encode(f"{credentials.app_id}:{credentials.app_secret}".encode()).decode()
-    return credentials, {"authorization": f"Basic {token}"}
+    return sample_tenant_app()
 
 
 def test_every_documented_request_passes_the_default_limits_end_to_end(post, dev_app):
@@ -553,11 +486,7 @@ def test_every_documented_request_passes_the_default_limits_end_to_end(post, dev
         (SEED_QUERY, {"auth": seed_auth, "event": {"pixel_id": 123, "action": "list"}}, {}),
         (pageview, {"event": {"email": "john_smith@gmail.com", "pixelId": 123, "domain": "example.com"}}, {}),
         (TRACK, {"event": {"pixelId": PIXEL, "eventName": "Purchase", "url": "https://example.com/"}}, basic),
-        (
-            "query Stats($event: ApiStatsEventInput!) { stats(event: $event) { code data message } }",
-            {"event": {"pixel_id": 123, "from": "2026-11-01", "to": "2026-11-30"}},
-            basic,
-        ),
+        (STATS, {"event": {"pixel_id": 123, "from": "2026-11-01", "to": "2026-11-30"}}, basic),
         (
             SEED_QUERY,
             {"auth": seed_auth, "event": {"pixel_id": 123, "action": "remove", "domain": "example.com"}},

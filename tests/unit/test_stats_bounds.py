@@ -16,9 +16,8 @@ from graphql_api.server import schema
 from pixel_core import stats
 from pixel_core.config import settings
 from pixel_core.models import DayDomainItem, DayItem, TableItem, VisitorDayItem
+from tests.support.documents import PIXELS, STATS
 
-STATS = "query Stats($event: ApiStatsEventInput!) { stats(event: $event) { code data message } }"
-PIXELS = "mutation Pixels($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
 PIXEL = 777
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
 VISITORS_A_DAY = 15  # 45 visitor-days over DAYS, of 25 distinct visitors (see `busy_pixel`)

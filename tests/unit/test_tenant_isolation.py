@@ -29,7 +29,7 @@ from pixel_core.auth import forget_verified_apps
 from pixel_core.clock import utc_now
 from pixel_core.models import AppItem, DomainItem, PixelItem, TableItem, TenantItem
 from pixel_core.pixels import forget_recent_pixels
-from tests.unit.test_capig import (
+from tests.support.documents import (
     CAPI_PUBLISH,
     DELETE,
     DOMAIN_FILTER,
