@@ -14,13 +14,12 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_dev_stack import REPO_ROOT, DevStack
+from tests.support.dev_stack import REPO_ROOT, DevStack
 
 # What a machine without Java and Node lacks; everything else on PATH stays (bash, make, git, pyenv).
 JAVA_AND_NODE = frozenset({"java", "javac", "jshell", "node", "npm", "npx", "corepack"})
@@ -136,16 +135,7 @@ class MakeDev(DevStack):
             text=True,
             start_new_session=True,  # interrupt() signals make and the stack as Ctrl-C would
         )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log_path.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.5)
-        raise AssertionError(f"make dev did not become healthy within 90 s:\n{self.log_path.read_text()}")
+        self.wait_until_healthy("make dev")
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -5,109 +5,37 @@ import base64
 import contextlib
 import http.client
 import json
-import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devtools.api_gateway import MAX_BODY_BYTES, LocalHttpApi, Route
 from devtools.net import free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SEED_DOMAINS = (
-    "mutation Domains($auth: AuthRequestInput!, $event: ApiDomainsEventInput!) "
-    "{ domains(auth: $auth, event: $event) { code data message } }"
+from tests.support.dev_stack import DEV_AUTH, DevStack
+from tests.support.documents import (
+    CAPI_PUBLISH,
+    DELETE,
+    DOMAIN_FILTER,
+    EVENT_FILTER,
+    EVENTS_STATUS,
+    PIXEL,
+    SEED_QUERY,
+    SETUP,
+    SETUP_VARIABLES,
+    STATS,
+    TENANT_QUERIES,
+    TRACK,
 )
+
 PIXELS = "mutation P($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
-DEV_AUTH = {"appId": "e2e-app", "appSecret": "e2e-secret"}
-
-
-class DevStack:
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        # The test suite's own settings (fake endpoints, table names) are not make dev's.
-        inherited = {
-            k: v for k, v in os.environ.items() if k not in {"GRAPH_API_BASE_URL", "TABLE_NAME", "STAGE"}
-        }
-        self.env = {
-            **inherited,
-            "PORT": str(self.port),
-            "DYNAMODB_LOCAL_PORT": str(free_port()),
-            "MOTO_PORT": str(free_port()),
-            "META_PORT": str(free_port()),
-            "DEV_DATA_DIR": str(data_dir),
-            "DEV_APP_ID": DEV_AUTH["appId"],
-            "DEV_APP_SECRET": DEV_AUTH["appSecret"],
-        }
-        # As the Makefile exports it, for a run of pytest outside make.
-        layers = [REPO_ROOT / "layers" / "core", REPO_ROOT / "functions" / "graphql_api", REPO_ROOT]
-        self.env.setdefault("PYTHONPATH", os.pathsep.join(str(path) for path in layers))
-        self.process: subprocess.Popen[str] | None = None
-        # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
-        self.log_path = data_dir.parent / "dev-stack.log"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "devtools.dev"],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=self.log_path.open("a"),
-            stderr=subprocess.STDOUT,
-            text=True,
-            # Its own process group, as a terminal gives `make dev`: interrupt() signals the whole
-            # group (the stack and its child servers) without signalling this test.
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log_path.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.5)
-        raise AssertionError("make dev's stack did not become healthy within 90 s")
-
-    def stop(self) -> str:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=90)
-        return self.log_path.read_text()
-
-    def interrupt(self) -> str:
-        """Ctrl-C in the terminal: SIGINT to every process of the stack's group at once."""
-        assert self.process is not None
-        os.killpg(os.getpgid(self.process.pid), signal.SIGINT)
-        self.process.wait(timeout=90)
-        return self.log_path.read_text()
-
-    def graphql(
-        self, query: str, variables: dict[str, Any], *, path: str = "/graphql", basic: bool = False
-    ) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            data=json.dumps({"query": query, "variables": variables}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        if basic:
-            token = base64.b64encode(f"{DEV_AUTH['appId']}:{DEV_AUTH['appSecret']}".encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            assert answer.status == 200
-            return json.loads(answer.read())
 
 
 @pytest.mark.dynamodb_local
@@ -120,20 +48,20 @@ def test_dev_stack_serves_the_seed_requests_and_keeps_domains_across_a_restart(t
         assert created["data"]["pixels"]["code"] == 200
         # When the seed's add, add, remove and list requests are sent over HTTP
         add = stack.graphql(
-            SEED_DOMAINS,
+            SEED_QUERY,
             {"auth": DEV_AUTH, "event": {"pixel_id": 123, "action": "add", "domain": "example.com"}},
         )
         stack.graphql(
-            SEED_DOMAINS,
+            SEED_QUERY,
             {"auth": DEV_AUTH, "event": {"pixel_id": 123, "action": "add", "domain": "another-example.com"}},
         )
         duplicate = stack.graphql(
-            SEED_DOMAINS,
+            SEED_QUERY,
             {"auth": DEV_AUTH, "event": {"pixel_id": 123, "action": "add", "domain": "example.com"}},
             path="/capig/graphql/",
         )
         remove = stack.graphql(
-            SEED_DOMAINS,
+            SEED_QUERY,
             {
                 "auth": DEV_AUTH,
                 "event": {"pixel_id": 123, "action": "remove", "domain": "another-example.com"},
@@ -177,7 +105,7 @@ def test_dev_stack_serves_the_seed_requests_and_keeps_domains_across_a_restart(t
     # When the stack starts again on the same data directory
     stack.start()
     try:
-        listed = stack.graphql(SEED_DOMAINS, {"auth": DEV_AUTH, "event": {"pixel_id": 123, "action": "list"}})
+        listed = stack.graphql(SEED_QUERY, {"auth": DEV_AUTH, "event": {"pixel_id": 123, "action": "list"}})
         pixel = stack.graphql(PIXELS, {"event": {"action": "get", "pixel_id": 123}}, basic=True)
     finally:
         stack.stop()
@@ -191,7 +119,6 @@ def test_dev_stack_serves_the_seed_requests_and_keeps_domains_across_a_restart(t
 # Bounds a wait for the pipeline; the delays themselves are printed (pytest -s, or the -rA report).
 DEADLINE_SECONDS = 60
 PAGEVIEW = "mutation HeroPixel($event: PageviewEventInput!) { pageview(event: $event) { message code data } }"
-STATS = "query Stats($event: ApiStatsEventInput!) { stats(event: $event) { code data message } }"
 
 
 @pytest.mark.dynamodb_local
@@ -250,8 +177,6 @@ def test_500_concurrent_pageviews_appear_exactly_in_stats_and_totals_and_the_del
 
 @pytest.mark.dynamodb_local
 def test_capig_sample_requests_sent_unchanged_to_the_dev_stack_answer_the_sample_responses(tmp_path):
-    from tests.unit import test_capig as samples
-
     stack = DevStack(tmp_path / "dynamodb")
     stack.start()
     try:
@@ -259,27 +184,25 @@ def test_capig_sample_requests_sent_unchanged_to_the_dev_stack_answer_the_sample
         def send(query: str, variables: dict[str, Any]) -> dict[str, Any]:
             return stack.graphql(query, variables, path="/capig/graphql/", basic=True)
 
-        setup = send(samples.SETUP, samples.SETUP_VARIABLES)
-        receiving = send(
-            samples.EVENTS_STATUS, {"id": samples.PIXEL, "tenantId": "IaoreXfj", "input": {"status": 1}}
-        )
+        setup = send(SETUP, SETUP_VARIABLES)
+        receiving = send(EVENTS_STATUS, {"id": PIXEL, "tenantId": "IaoreXfj", "input": {"status": 1}})
         event_filter = send(
-            samples.EVENT_FILTER,
+            EVENT_FILTER,
             {
                 "tenantId": "IaoreXfj",
-                "input": {"eventName": "AddToCart", "pixelIds": [samples.PIXEL], "filterState": "PUBLISH"},
+                "input": {"eventName": "AddToCart", "pixelIds": [PIXEL], "filterState": "PUBLISH"},
             },
         )
         domain_filter = send(
-            samples.DOMAIN_FILTER,
+            DOMAIN_FILTER,
             {"tenantId": "IaoreXfj", "input": {"domain": "example.com", "filterState": "DROP"}},
         )
         for n in range(20):
             tracked = stack.graphql(
-                samples.TRACK,
+                TRACK,
                 {
                     "event": {
-                        "pixelId": samples.PIXEL,
+                        "pixelId": PIXEL,
                         "eventName": "AddToCart",
                         "url": f"https://shop.test/{n}",
                     }
@@ -287,18 +210,16 @@ def test_capig_sample_requests_sent_unchanged_to_the_dev_stack_answer_the_sample
                 basic=True,
             )
             assert tracked["data"]["track"]["code"] == 200
-        publishing = send(
-            samples.CAPI_PUBLISH, {"id": samples.PIXEL, "tenantId": "IaoreXfj", "input": {"status": 0}}
-        )
+        publishing = send(CAPI_PUBLISH, {"id": PIXEL, "tenantId": "IaoreXfj", "input": {"status": 0}})
         deadline = time.monotonic() + 15
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            listed = send(samples.TENANT_QUERIES, {"tenantId": "IaoreXfj"})
+            listed = send(TENANT_QUERIES, {"tenantId": "IaoreXfj"})
             status = listed["data"]["tenantQueries"]["account"]["signalConfigs"][0]["connectionStatus"]
             if status["totalEventsReceived"] >= 20:
                 break
             time.sleep(0.25)
-        deleted = send(samples.DELETE, {"id": samples.PIXEL, "tenantId": "IaoreXfj"})
+        deleted = send(DELETE, {"id": PIXEL, "tenantId": "IaoreXfj"})
     finally:
         stack.stop()
     # Then each answers with the sample response's shape and values
@@ -315,7 +236,7 @@ def test_capig_sample_requests_sent_unchanged_to_the_dev_stack_answer_the_sample
     )
     assert event_filter["data"]["tenantMutations"]["updateEventFilter"]["updatedFilter"] == {
         "eventName": "AddToCart",
-        "pixelId": samples.PIXEL,
+        "pixelId": PIXEL,
         "filterState": "PUBLISH",
     }
     assert (
@@ -325,7 +246,7 @@ def test_capig_sample_requests_sent_unchanged_to_the_dev_stack_answer_the_sample
     assert publishing["data"]["tenantMutations"]["signalMutations"]["updateSignalConfigCapiPublish"][
         "connectionStatus"
     ] == {
-        "id": f"ConnectionStatus:{samples.PIXEL}",
+        "id": f"ConnectionStatus:{PIXEL}",
         "active": False,
         "eventBridgeActive": True,
         "publishingEnabled": False,
@@ -337,29 +258,23 @@ def test_capig_sample_requests_sent_unchanged_to_the_dev_stack_answer_the_sample
 
 @pytest.mark.dynamodb_local
 def test_fifty_tracked_events_reach_the_local_meta_once_each_and_the_delay_is_printed(tmp_path):
-    from tests.unit import test_capig as samples
-
     stack = DevStack(tmp_path / "dynamodb")
     stack.start()
     received: dict[str, Any] = {}
     try:
         # Given a pixel set up with the reference's sample request
-        setup = stack.graphql(samples.SETUP, samples.SETUP_VARIABLES, path="/capig/graphql/", basic=True)
+        setup = stack.graphql(SETUP, SETUP_VARIABLES, path="/capig/graphql/", basic=True)
         assert "errors" not in setup
         # When 50 events are tracked, with an e-mail
         ids = set()
         for n in range(50):
             event = {
-                "pixelId": samples.PIXEL,
+                "pixelId": PIXEL,
                 "eventName": "Purchase",
                 "url": f"https://shop.test/{n}",
                 "email": "John_Smith@Gmail.com ",
             }
-            ids.add(
-                stack.graphql(samples.TRACK, {"event": event}, basic=True)["data"]["track"]["data"][
-                    "event_id"
-                ]
-            )
+            ids.add(stack.graphql(TRACK, {"event": event}, basic=True)["data"]["track"]["data"]["event_id"])
         sent_at = time.monotonic()
         # Then the local Meta has each of them exactly once, in Meta's format (the delay is printed,
         # as above: the issue asks for 15 s)
@@ -376,18 +291,14 @@ def test_fifty_tracked_events_reach_the_local_meta_once_each_and_the_delay_is_pr
         time.sleep(1)  # anything sent twice would arrive now
         with urllib.request.urlopen(meta_url, timeout=5) as answer:
             received = json.loads(answer.read())
-        listed = stack.graphql(
-            samples.TENANT_QUERIES, {"tenantId": "IaoreXfj"}, path="/capig/graphql/", basic=True
-        )
+        listed = stack.graphql(TENANT_QUERIES, {"tenantId": "IaoreXfj"}, path="/capig/graphql/", basic=True)
     finally:
         stack.stop()
     events = received["events"]
     assert sorted(event["event_id"] for event in events) == sorted(ids)
     assert all(event["user_data"]["em"] == [samples_em()] for event in events)
     assert all(event["action_source"] == "website" and event["event_name"] == "Purchase" for event in events)
-    assert all(
-        request["token_present"] and request["pixel_id"] == samples.PIXEL for request in received["requests"]
-    )
+    assert all(request["token_present"] and request["pixel_id"] == PIXEL for request in received["requests"])
     status = listed["data"]["tenantQueries"]["account"]["signalConfigs"][0]["connectionStatus"]
     assert status["totalEventsPublished"] == 50.0
 

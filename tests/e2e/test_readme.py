@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_dev_stack import DevStack
+from tests.support.dev_stack import REPO_ROOT, DevStack
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SHELL_BLOCK = re.compile(r"^```(?:bash|sh)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 ELIDED_MEMBER = re.compile(r"(?<=[{,])\s*\.\.\.\s*(?=[},])")

@@ -34,8 +34,8 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, mutations, nodes, queries
 
-from tests.e2e.test_dev_stack import REPO_ROOT, DevStack
-from tests.unit.test_capig import SETUP, TENANT_QUERIES
+from tests.support.dev_stack import REPO_ROOT, DevStack
+from tests.support.documents import SETUP, TENANT_QUERIES
 
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "150"))
 BUDGET_SECONDS = float(os.environ.get("FUZZ_SECONDS", str(120 + REQUESTS // 2)))
