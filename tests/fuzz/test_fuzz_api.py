@@ -14,9 +14,11 @@ there, and fails if it sent fewer). FUZZ_SEED: the seed (each run prints its own
 fixed one, so that its short run is the same every time, and `make fuzz` passes FUZZ_SEED=random,
 a new one each run (replay one with FUZZ_SEED=<seed>).
 FUZZ_DUMP: a file to write every request and answer to (JSON lines), and the server's log beside it.
+
+What is drawn is in strategies.py (generated, seeded and near-miss operations) and hostile.py (hostile
+bodies, content types and credentials, and the fixed corpus); this module runs the campaign and checks it.
 """
 
-import base64
 import hashlib
 import http.client
 import json
@@ -28,14 +30,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import graphql
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-from hypothesis_graphql import Mode, mutations, nodes, queries
 
-from tests.support.dev_stack import REPO_ROOT, DevStack
-from tests.support.documents import SETUP, TENANT_QUERIES
+from tests.fuzz.hostile import (
+    BAD_CREDENTIALS,
+    CONTENT_TYPES,
+    HOSTILE_BODIES,
+    HOSTILE_CORPUS,
+    INVALID_WITH_SECRETS,
+)
+from tests.fuzz.strategies import (
+    ACCESS_TOKEN,
+    APP_ID,
+    APP_SECRET,
+    CONNECTED_PIXEL,
+    DEV_APP,
+    DOMAINS,
+    EMAIL,
+    INTROSPECTION,
+    PAGEVIEW,
+    PATHS,
+    PIXELS,
+    SEEDED_OPERATIONS,
+    SEEDED_PIXEL,
+    TENANT,
+    generated_operations,
+    graphql_body,
+    near_misses,
+)
+from tests.support.dev_stack import DevStack
+from tests.support.documents import SETUP, TRACK
 
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "150"))
 BUDGET_SECONDS = float(os.environ.get("FUZZ_SECONDS", str(120 + REQUESTS // 2)))
@@ -49,35 +75,6 @@ pytestmark = [
     pytest.mark.timeout(BUDGET_SECONDS + 300),
 ]
 
-# Distinctive values, to be looked for in the server's log.
-APP_ID = "fuzz-dev-app"
-APP_SECRET = "fuzz-dev-secret-5d0c1e9b7a"
-ACCESS_TOKEN = "EAAFuzzAccessToken7c41d2e8b9a0f3"
-EMAIL = "fuzz.visitor.93c5d1@example.org"
-TENANT = "IaoreXfj"  # make dev's tenant
-SEEDED_PIXEL = 123
-CONNECTED_PIXEL = "18904456377094531"
-PATHS = ("/graphql", "/capig/graphql/", "/capig/graphql")
-
-SCHEMA = graphql.build_schema(
-    "\n".join(path.read_text() for path in sorted((REPO_ROOT / "schema").glob("*.graphql")))
-)
-
-PIXELS = "mutation P($event: ApiPixelsEventInput!) { pixels(event: $event) { code data message } }"
-DOMAINS = "mutation D($event: ApiDomainsEventInput!) { domains(event: $event) { code data message } }"
-PAGEVIEW = "mutation V($event: PageviewEventInput!) { pageview(event: $event) { code data message } }"
-TRACK = "mutation T($event: TrackEventInput!) { track(event: $event) { code data message } }"
-STATS = "query S($event: ApiStatsEventInput!) { stats(event: $event) { code data message } }"
-INTROSPECTION = (
-    graphql.get_introspection_query(),
-    "{ __schema { types { name } } }",
-    "query { __schema { queryType { name } mutationType { name } } }",
-    '{ __type(name: "Mutation") { name fields { name args { name } } } }',
-    '{ t: __type(name: "PixelConnectionCreationInput") { inputFields { name } } }',
-    "{ version s: __schema { types { name kind } } }",
-    "query { ...F } fragment F on Query { __schema { directives { name } } }",
-    "mutation { __typename } query Q { __schema { types { name } } }",
-)
 # Keys that only introspection puts in `data` (whatever the aliases above them).
 INTROSPECTION_KEYS = frozenset(
     {"__schema", "__type", "queryType", "mutationType", "types", "ofType", "inputFields", "enumValues"}
@@ -93,13 +90,6 @@ class ProductionDevStack(DevStack):
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir)
         self.env.update(STAGE="prod", DEV_APP_ID=APP_ID, DEV_APP_SECRET=APP_SECRET)
-
-
-def basic(app_id: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{app_id}:{secret}".encode()).decode()
-
-
-DEV_APP = basic(APP_ID, APP_SECRET)
 
 
 @dataclass(frozen=True)
@@ -152,400 +142,7 @@ def send(port: int, request: FuzzRequest) -> Exchange:
         connection.close()
 
 
-def graphql_body(query: str, variables: Any = None) -> bytes:
-    return json.dumps({"query": query, "variables": variables}).encode()
-
-
-# --- strategies -------------------------------------------------------------------------------
-
-JSON_VALUES: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
-    max_leaves=12,
-)
-
-
-def loose[T](strategy: st.SearchStrategy[T]) -> st.SearchStrategy[Any]:
-    """Mostly the expected kind of value (so that many requests reach the resolvers), now and then
-    anything at all."""
-    return st.one_of(*[strategy] * 7, JSON_VALUES)
-
-
-def value_node_of(value: Any) -> graphql.ValueNode:
-    if isinstance(value, dict):
-        return nodes.Object(
-            [
-                graphql.ObjectFieldNode(name=graphql.NameNode(value=k), value=value_node_of(v))
-                for k, v in value.items()
-            ]
-        )
-    if isinstance(value, list):
-        return nodes.List([value_node_of(v) for v in value])
-    if isinstance(value, bool):
-        return nodes.Boolean(value)
-    if isinstance(value, int):
-        return nodes.Int(value)
-    if isinstance(value, float):
-        return nodes.Float(value)
-    return nodes.String(value)
-
-
-NAMES = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,10}\Z")
-JSON_LITERALS = st.recursive(
-    st.integers(-(2**31), 2**31 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(NAMES, children, max_size=4),
-    max_leaves=10,
-).map(value_node_of)
-KNOWN_PIXELS = st.sampled_from([str(SEEDED_PIXEL), CONNECTED_PIXEL])
-PIXEL_ID_LITERALS = st.one_of(
-    KNOWN_PIXELS.map(nodes.String),
-    KNOWN_PIXELS.map(lambda pixel: nodes.Int(int(pixel))),
-    st.integers(0, 2**64 + 10).map(nodes.Int),
-    st.from_regex(r"\A[0-9]{1,22}\Z").map(nodes.String),
-)
-CUSTOM_SCALARS = {"PixelId": PIXEL_ID_LITERALS, "JSON": JSON_LITERALS}
-
-
-def as_document(document: graphql.DocumentNode) -> graphql.DocumentNode:
-    return document
-
-
-GENERATED = st.one_of(
-    queries(SCHEMA, custom_scalars=CUSTOM_SCALARS, print_ast=as_document),
-    mutations(SCHEMA, custom_scalars=CUSTOM_SCALARS, print_ast=as_document),
-    queries(SCHEMA, custom_scalars=CUSTOM_SCALARS, print_ast=as_document, mode=Mode.NEGATIVE),
-    mutations(SCHEMA, custom_scalars=CUSTOM_SCALARS, print_ast=as_document, mode=Mode.NEGATIVE),
-)
-
-
-class Steer(graphql.Visitor):
-    """Points a generated document at the dev tenant and a known pixel, and carries the e-mail and
-    token to be looked for in the log; drops inline `auth`, so that the request's Basic auth counts."""
-
-    def __init__(self, pixel: str) -> None:
-        super().__init__()
-        self.pixel = pixel
-
-    def enter_argument(self, node: graphql.ArgumentNode, *_args: Any) -> Any:
-        replacements = {"tenantId": TENANT, "id": self.pixel}
-        if node.name.value == "auth":
-            return graphql.REMOVE
-        if node.name.value in replacements:
-            return graphql.ArgumentNode(name=node.name, value=nodes.String(replacements[node.name.value]))
-        return None
-
-    def enter_object_field(self, node: graphql.ObjectFieldNode, *_args: Any) -> Any:
-        replacements = {
-            "email": EMAIL,
-            "accessToken": ACCESS_TOKEN,
-            "pixelId": self.pixel,
-            "pixel_id": self.pixel,
-        }
-        if node.name.value in replacements:
-            return graphql.ObjectFieldNode(name=node.name, value=nodes.String(replacements[node.name.value]))
-        return None
-
-
-@st.composite
-def generated_operations(draw: st.DrawFn) -> tuple[str, bytes]:
-    document = draw(GENERATED)
-    if draw(st.integers(0, 3)):  # mostly: random tenant ids and pixel ids rarely get past a 401 or 404
-        document = graphql.visit(document, Steer(draw(KNOWN_PIXELS)))
-        return "generated, steered", json.dumps({"query": graphql.print_ast(document)}).encode()
-    return "generated", json.dumps({"query": graphql.print_ast(document)}).encode()
-
-
-DOMAIN_VALUES = st.sampled_from(
-    ["example.com", "shop.example.com", "https://www.example.com/p?q=1"]
-) | st.text(max_size=60)
-PIXEL_VALUES = st.one_of(
-    KNOWN_PIXELS,
-    KNOWN_PIXELS,
-    KNOWN_PIXELS.map(int),
-    KNOWN_PIXELS.map(int),
-    st.integers(-5, 2**65),
-    st.text(max_size=25),
-)
-SEEDED_OPERATIONS = st.one_of(
-    st.builds(
-        lambda event: ("pageview with the e-mail", graphql_body(PAGEVIEW, {"event": event})),
-        st.fixed_dictionaries(
-            {"email": st.just(EMAIL), "pixelId": loose(PIXEL_VALUES), "domain": loose(DOMAIN_VALUES)},
-            optional={"md5": loose(st.text(max_size=40))},
-        ),
-    ),
-    st.builds(
-        lambda event: ("track with the e-mail", graphql_body(TRACK, {"event": event})),
-        st.fixed_dictionaries(
-            {
-                "email": st.sampled_from([EMAIL, f"  {EMAIL.upper()} ", f"not-an-email {EMAIL}"]),
-                "pixelId": loose(PIXEL_VALUES),
-                "eventName": loose(
-                    st.sampled_from(["PageView", "Purchase", "AddToCart"]) | st.text(max_size=40)
-                ),
-            },
-            optional={
-                "url": loose(st.sampled_from(["https://example.com/a", "javascript:alert(1)"]) | st.text()),
-                "domain": loose(DOMAIN_VALUES),
-                "eventId": loose(st.text(max_size=40)),
-                "eventTime": loose(st.integers()),
-                "customData": loose(st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=4)),
-            },
-        ),
-    ),
-    st.builds(
-        lambda variables: ("setup with the access token", graphql_body(SETUP, variables)),
-        st.fixed_dictionaries(
-            {
-                "tenantId": loose(st.sampled_from([TENANT, "someone-else"])),
-                "input": st.fixed_dictionaries(
-                    {
-                        "pixelId": loose(PIXEL_VALUES.map(str)),
-                        "businessId": loose(st.sampled_from(["2840127409433732"]) | st.text(max_size=30)),
-                        "accessToken": st.sampled_from(
-                            [
-                                ACCESS_TOKEN,
-                                f"  {ACCESS_TOKEN}  ",
-                                ACCESS_TOKEN + "x" * 5000,
-                                f"{ACCESS_TOKEN}\x00",
-                            ]
-                        ),
-                        "externalId": loose(st.sampled_from(["633612748410ba6e902"]) | st.text(max_size=30)),
-                    },
-                    optional={
-                        "apiVersion": loose(st.sampled_from(["v14.0", "14", "v999.99"])),
-                        "name": st.text(),
-                    },
-                ),
-            }
-        ),
-    ),
-    st.builds(
-        lambda event: ("pixels", graphql_body(PIXELS, {"event": event})),
-        st.fixed_dictionaries(
-            {"action": loose(st.sampled_from(["create", "get", "list"]))},
-            optional={
-                "pixel_id": loose(PIXEL_VALUES),
-                "name": st.text(),
-                "tenant_id": loose(st.just(TENANT)),
-            },
-        ),
-    ),
-    st.builds(
-        lambda event: ("domains", graphql_body(DOMAINS, {"event": event})),
-        st.fixed_dictionaries(
-            {"pixel_id": loose(PIXEL_VALUES), "action": loose(st.sampled_from(["add", "remove", "list"]))},
-            optional={"domain": loose(DOMAIN_VALUES)},
-        ),
-    ),
-    st.builds(
-        lambda event: ("stats", graphql_body(STATS, {"event": event})),
-        st.fixed_dictionaries(
-            {
-                "pixel_id": loose(PIXEL_VALUES),
-                "from": loose(st.dates().map(str) | st.text(max_size=12)),
-                "to": loose(st.dates().map(str) | st.text(max_size=12)),
-            }
-        ),
-    ),
-    st.builds(
-        lambda tenant: ("tenantQueries", graphql_body(TENANT_QUERIES, {"tenantId": tenant})),
-        loose(st.sampled_from([TENANT, "someone-else"])),
-    ),
-)
-
-
-def schema_names() -> dict[str, list[str]]:
-    types = SCHEMA.type_map.values()
-    return {
-        "query field": sorted(SCHEMA.query_type.fields) if SCHEMA.query_type else [],
-        "mutation field": sorted(SCHEMA.mutation_type.fields) if SCHEMA.mutation_type else [],
-        "input type": sorted(t.name for t in types if isinstance(t, graphql.GraphQLInputObjectType)),
-        "object field": sorted(
-            {name for t in types if isinstance(t, graphql.GraphQLObjectType) for name in t.fields}
-            - {"__schema", "__type"}
-        ),
-        "input field": sorted(
-            {name for t in types if isinstance(t, graphql.GraphQLInputObjectType) for name in t.fields}
-        ),
-        "enum value": sorted(
-            {
-                value
-                for t in types
-                if isinstance(t, graphql.GraphQLEnumType) and not t.name.startswith("__")
-                for value in t.values
-            }
-        ),
-    }
-
-
-NAMES_BY_KIND = schema_names()
-# Where a near-miss of each kind of name goes: each document is invalid only by that name.
-NEAR_MISS_TEMPLATES: dict[str, Callable[[str], str]] = {
-    "query field": lambda name: f"{{ {name} }}",
-    "mutation field": lambda name: f'mutation {{ {name}(event: {{action: "list"}}) {{ code }} }}',
-    "input type": lambda name: f"query Q($e: {name}!) {{ stats(event: $e) {{ code }} }}",
-    "object field": lambda name: f'{{ tenantQueries(tenantId: "{TENANT}") {{ account {{ {name} }} }} }}',
-    "input field": lambda name: f'mutation {{ pixels(event: {{ action: "list", {name}: "1" }}) {{ code }} }}',
-    "enum value": lambda name: (
-        f'mutation {{ tenantMutations(tenantId: "{TENANT}") {{ updateDomainFilter(input: '
-        f'{{domain: "example.com", filterState: {name}}}) {{ updatedFilter {{ id }} }} }} }}'
-    ),
-}
-
-
-@st.composite
-def near_misses(draw: st.DrawFn) -> tuple[str, bytes]:
-    """A real name of the schema, one typo away: what graphql-core answers with "Did you mean"."""
-    kind = draw(st.sampled_from(sorted(NEAR_MISS_TEMPLATES)))
-    name = draw(st.sampled_from(NAMES_BY_KIND[kind]))
-    at = draw(st.integers(1, len(name) - 1)) if len(name) > 1 else 0
-    edit = draw(st.sampled_from(["drop", "double", "swap", "case"]))
-    typo = {
-        "drop": name[:at] + name[at + 1 :],
-        "double": name[:at] + name[at] * 2 + name[at + 1 :],
-        "swap": name[: at - 1] + name[at] + name[at - 1] + name[at + 1 :] if at else name + "s",
-        "case": name[:at] + name[at].swapcase() + name[at + 1 :],
-    }[edit]
-    if typo == name or not typo:
-        typo = name + "x"
-    return f"near-miss {kind}", graphql_body(NEAR_MISS_TEMPLATES[kind](typo))
-
-
-def nested(depth: int, opening: str, closing: str, inner: str = "") -> str:
-    return opening * depth + inner + closing * depth
-
-
-def nested_custom_data(depth: int) -> bytes:
-    custom_data = nested(depth, '{"a": ', "}", "1")
-    event = f'{{"pixelId": "{CONNECTED_PIXEL}", "eventName": "Purchase", "domain": "example.com", "customData": {custom_data}}}'
-    return f'{{"query": {json.dumps(TRACK)}, "variables": {{"event": {event}}}}}'.encode()
-
-
-HUGE = st.sampled_from([10_000, 100_000, 1_000_000])
-DEPTHS = st.sampled_from([64, 1_000, 20_000])
-HOSTILE_BODIES: st.SearchStrategy[tuple[str, bytes]] = st.one_of(
-    JSON_VALUES.map(lambda value: ("random JSON", json.dumps(value).encode())),
-    JSON_VALUES.map(lambda value: ("query of the wrong type", json.dumps({"query": value}).encode())),
-    st.tuples(st.sampled_from([PIXELS, PAGEVIEW, SETUP, STATS]), JSON_VALUES | st.text()).map(
-        lambda q: ("variables of the wrong type", json.dumps({"query": q[0], "variables": q[1]}).encode())
-    ),
-    JSON_VALUES.map(
-        lambda value: (
-            "operationName of the wrong type",
-            json.dumps({"query": "{ version }", "operationName": value}).encode(),
-        )
-    ),
-    st.binary(max_size=3000).map(lambda garbage: ("garbage bytes", garbage)),
-    st.text(max_size=3000).map(lambda garbage: ("garbage text", garbage.encode("utf-8", "surrogatepass"))),
-    st.tuples(st.sampled_from([PIXELS, PAGEVIEW, SETUP, TRACK]), st.integers(1, 200)).map(
-        lambda cut: ("truncated JSON", graphql_body(cut[0], {"event": {"pixelId": 1}})[: cut[1]])
-    ),
-    HUGE.map(lambda n: ("huge query", json.dumps({"query": "{ version " + "x" * n + " }"}).encode())),
-    HUGE.map(lambda n: ("huge string literal", graphql_body(f'{{ version(x: "{"y" * n}") }}'))),
-    HUGE.map(
-        lambda n: (
-            "huge variables",
-            graphql_body(PAGEVIEW, {"event": {"pixelId": SEEDED_PIXEL, "domain": "a" * n, "email": EMAIL}}),
-        )
-    ),
-    HUGE.map(lambda n: ("huge variable names", graphql_body("{ version }", {"v" * n: 1}))),
-    DEPTHS.map(lambda d: ("deeply nested selections", graphql_body(nested(d, "{ a ", "}")))),
-    DEPTHS.map(
-        lambda d: (
-            "deeply nested lists in a document",
-            graphql_body(f"{{ version(x: {nested(d, '[', ']')}) }}"),
-        )
-    ),
-    DEPTHS.map(
-        lambda d: (
-            "deeply nested JSON",
-            ('{"query": "{ version }", "variables": {"v": ' + nested(d, "[", "]") + "}}").encode(),
-        )
-    ),
-    DEPTHS.map(lambda d: ("deeply nested customData", nested_custom_data(d))),
-    st.sampled_from([100, 2_000, 20_000]).map(
-        lambda n: ("many aliases", graphql_body("{ " + " ".join(f"a{i}: version" for i in range(n)) + " }"))
-    ),
-    st.sampled_from([10, 100]).map(
-        lambda n: (
-            "many aliases of a resolver",
-            graphql_body(
-                "{ "
-                + " ".join(
-                    f'a{i}: tenantQueries(tenantId: "{TENANT}") {{ account {{ signalConfigs {{ id }} }} }}'
-                    for i in range(n)
-                )
-                + " }"
-            ),
-        )
-    ),
-    st.sampled_from([2, 50]).map(
-        lambda n: ("batched operations", json.dumps([{"query": "{ version }"}] * n).encode())
-    ),
-    st.sampled_from([*INTROSPECTION, "{ version }", PIXELS]).map(
-        lambda query: ("raw document", query.encode())
-    ),
-    st.sampled_from(
-        [
-            ("lone surrogate in variables", b'{"query": "{ version }", "variables": {"v": "\\ud800"}}'),
-            (
-                "lone surrogate in a domain",
-                b'{"query": "mutation V($e: PageviewEventInput!) { pageview(event: $e) { code } }", '
-                b'"variables": {"e": {"pixelId": 123, "domain": "\\udfff.example.com"}}}',
-            ),
-            ("lone surrogate in the query", b'{"query": "{ version(x: \\"\\ud800\\") }"}'),
-            ("NUL in the query", b'{"query": "{ version \\u0000 }"}'),
-            ("duplicate keys", b'{"query": "{ version }", "query": "{ __schema { types { name } } }"}'),
-            ("empty body", b""),
-            ("empty object", b"{}"),
-            ("null query", b'{"query": null}'),
-            ("two operations, no name", b'{"query": "query A { version } query B { version }"}'),
-            ("unknown operation name", b'{"query": "query A { version }", "operationName": "B"}'),
-            ("subscription", b'{"query": "subscription { version }"}'),
-            ("undefined variable", b'{"query": "query Q { stats(event: $e) { code } }"}'),
-            ("invalid UTF-8", b'{"query": "{ version }", "variables": {"v": "\xff\xfe"}}'),
-        ]
-    ),
-)
-CONTENT_TYPES = (
-    st.sampled_from(
-        [
-            "application/json",
-            "application/json; charset=utf-8",
-            "application/graphql",
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "multipart/form-data; boundary=xyz",
-            "multipart/form-data",
-            "application/octet-stream",
-        ]
-    )
-    | st.none()
-)
-BAD_CREDENTIALS = st.one_of(
-    st.sampled_from(
-        [
-            ("no credentials", None),
-            ("wrong secret", basic(APP_ID, APP_SECRET + "x")),
-            ("unknown app", basic("nobody", APP_SECRET)),
-            ("empty secret", basic(APP_ID, "")),
-            ("bearer", "Bearer " + APP_SECRET),
-            ("not base64", "Basic !!!"),
-            ("oversized", "Basic " + "A" * 20_000),
-        ]
-    ),
-    st.binary(max_size=64).map(
-        lambda raw: ("Basic of random bytes", "Basic " + base64.b64encode(raw).decode())
-    ),
-    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80).map(
-        lambda text: ("random header", text)
-    ),
-)
+# --- what is drawn ----------------------------------------------------------------------------
 
 
 CATEGORIES: dict[str, st.SearchStrategy[tuple[str, bytes]]] = {
@@ -596,47 +193,6 @@ class Campaign:
 def report(campaign: Campaign, what: str, failures: list[str]) -> str:
     shown = "\n".join(failures[:8])
     return f"{len(failures)} of {len(campaign.exchanges)} requests {what} (FUZZ_SEED={SEED}):\n{shown}"
-
-
-INVALID_WITH_SECRETS = (
-    f'mutation {{ pageview(auth: {{ appId: "{APP_ID}", appSecret: "{APP_SECRET}" }}, '
-    f'event: {{ pixelId: {SEEDED_PIXEL}, domain: "example.com", email: "{EMAIL}", emial: "x" }}) {{ code }} }}',
-    f'mutation {{ tenantMutations(tenantId: "{TENANT}") {{ signalMutations {{ setupPixelSignalConfig(input: '
-    f'{{ pixelId: "{CONNECTED_PIXEL}", accessToken: "{ACCESS_TOKEN}", externalId: "e" }}) {{ id }} }} }} }}',
-    f'mutation {{ track(event: {{ pixelId: "{CONNECTED_PIXEL}", eventName: "Purchase", email: "{EMAIL}", '
-    f'eventTime: "yesterday" }}) {{ code }} }}',
-)
-# Hostile bodies sent in every run, however short: each was once answered with a 5xx, an internal
-# error or no answer at all.
-HOSTILE_CORPUS: list[tuple[str, bytes, str | None]] = [
-    ("multipart/form-data", graphql_body("{ version }"), "multipart/form-data; boundary=xyz"),
-    (
-        "invalid UTF-8 as JSON",
-        b'{"query": "{ version }", "variables": {"v": "\xff\xfe"}}',
-        "application/json",
-    ),
-    ("invalid UTF-8 as text", b"\xc0", "text/plain"),
-    (
-        "JSON nested 20000 deep",
-        ('{"query": "{ version }", "variables": {"v": ' + nested(20_000, "[", "]") + "}}").encode(),
-        "application/json",
-    ),
-    ("customData nested 1000 deep", nested_custom_data(1_000), "application/json"),
-    ("selections nested 3000 deep", graphql_body(nested(3_000, "{ a ", "}")), "application/json"),
-    (
-        "list literal nested 10000 deep",
-        graphql_body(f"{{ version(x: {nested(10_000, '[', ']')}) }}"),
-        "application/json",
-    ),
-    (
-        "3000 aliases",
-        graphql_body("{ " + " ".join(f"a{i}: version" for i in range(3_000)) + " }"),
-        "application/json",
-    ),
-    ("lone surrogate", b'{"query": "{ version(x: \\"\\ud800\\") }"}', "application/json"),
-    ("batch", json.dumps([{"query": "{ version }"}] * 3).encode(), "application/json"),
-    ("empty body", b"", None),
-]
 
 
 def seed_requests() -> list[FuzzRequest]:
