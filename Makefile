@@ -5,6 +5,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 PYTHON := $(VENV)/bin/python
+# pytest-xdist workers: one per core, and one more, since many tests wait on emulators and subprocesses.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+# Checks the calls of every worker's tests against the template's IAM policies, once they all ran.
+SESSION_IAM_CHECK := tests/unit/test_iam_policies.py::test_every_call_the_functions_made_in_this_session_is_granted
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/graphql_api:$(CURDIR)
 
 .PHONY: help dev services test lint unit build deploy clean bench fuzz
@@ -23,10 +27,13 @@ services: ## only DynamoDB Local, moto and the fake Meta, for sam local (SERVICE
 test: ## ruff, mypy and every test (unit, DynamoDB Local, handler events, sam build)
 	@scripts/bootstrap test
 	@$(MAKE) --no-print-directory lint
-	@rm -f .coverage .coverage.*
-	$(VENV)/bin/coverage run -m pytest -v --durations=15
+	@rm -rf .coverage .coverage.* .local/iam-calls
+	$(VENV)/bin/coverage run -m pytest -n $(TEST_WORKERS) --dist worksteal --iam-calls-out .local/iam-calls -v --durations=15
+	$(VENV)/bin/coverage run -m pytest --iam-calls-in .local/iam-calls -v $(SESSION_IAM_CHECK)
 	@$(VENV)/bin/coverage combine --quiet
 	$(VENV)/bin/coverage report
+	@$(VENV)/bin/coverage json --quiet -o .local/coverage.json
+	@$(PYTHON) -m devtools.coverage_summary .local/coverage.json
 
 lint: ## ruff and mypy
 	$(VENV)/bin/ruff check .

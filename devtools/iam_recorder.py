@@ -15,6 +15,7 @@ KMS key or alias) and, for KMS, the encryption context. Standard library and bot
 from __future__ import annotations
 
 import contextvars
+import json
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -56,6 +57,18 @@ class Recorder:
 
     def of(self, function: str) -> set[Call]:
         return {call for call in self.calls if call.function == function}
+
+    def save(self, path: Path) -> None:
+        """Writes the calls as JSON, for a check that runs in another process (pytest-xdist)."""
+        rows = sorted(
+            [call.function, call.action, call.resource, call.encryption_context] for call in self.calls
+        )
+        path.write_text(json.dumps(rows))
+
+    def load(self, path: Path) -> None:
+        """Adds the calls that ``save`` wrote to ``path``."""
+        for function, action, resource, context in json.loads(path.read_text()):
+            self.calls.add(Call(function, action, resource, tuple(tuple(pair) for pair in context)))
 
 
 @contextmanager

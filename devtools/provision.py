@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from typing import Any
@@ -51,17 +52,16 @@ def provision(
     ``!Sub alias/${AWS::StackName}/access-tokens`` becomes ``alias/<queue_prefix>/access-tokens``). A key
     is found again through its aliases, so provisioning twice reuses it; every key therefore needs an
     alias (``TargetKeyId: !Ref <Key>``). Key policies are not applied: the emulator ignores them.
-    Credentials come from the environment; callers set fake ones.
+    Credentials come from the environment when a client is first made; callers set fake ones.
     """
-    session = boto3.session.Session(region_name=REGION)
     result = ProvisionedResources()
-    dynamodb = session.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    dynamodb = _client("dynamodb", dynamodb_endpoint)
     for logical_id in resources_of_type(template, "AWS::DynamoDB::Table"):
         name = (table_names or {}).get(logical_id) or default_name(queue_prefix, logical_id)
         _ensure_table(dynamodb, template, logical_id, name)
         result.table_names[logical_id] = name
     if sqs_endpoint is not None:
-        sqs = session.client("sqs", endpoint_url=sqs_endpoint)
+        sqs = _client("sqs", sqs_endpoint)
         for logical_id in _queues_in_creation_order(template):
             kwargs = queue_create_kwargs(
                 template, logical_id, default_name(queue_prefix, logical_id), result.queue_arns.__getitem__
@@ -71,9 +71,23 @@ def provision(
             attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
             result.queue_arns[logical_id] = attributes["QueueArn"]
     if kms_endpoint is not None:
-        kms = session.client("kms", endpoint_url=kms_endpoint)
+        kms = _client("kms", kms_endpoint)
         result.kms_aliases.update(_ensure_kms_keys(kms, template, stack_name=queue_prefix))
     return result
+
+
+@functools.cache
+def _client(service: str, endpoint_url: str) -> Any:
+    """One client per service and endpoint in a process.
+
+    The tests provision before each test, and a client from a new boto3 session loads its service
+    model again (about 40 ms each, half of provisioning's time). moto intercepts clients made before
+    its mock starts, so a cached client serves every test's mock.
+    """
+    return _SESSION.client(service, endpoint_url=endpoint_url)
+
+
+_SESSION = boto3.session.Session(region_name=REGION)
 
 
 def _ensure_table(dynamodb: Any, template: dict[str, Any], logical_id: str, name: str) -> None:

@@ -9,6 +9,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from devtools import iam_recorder
@@ -52,14 +53,59 @@ _table_numbers = itertools.count(1)
 register_template_functions()  # calls from a function's code folder are that function's
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``run_last`` (the IAM check over the whole session's calls) run after the rest."""
-    items.sort(key=lambda item: bool(getattr(getattr(item, "function", None), "run_last", False)))
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Each pytest-xdist worker records only the calls of the tests it ran, so `make test` checks the
+    # whole run's calls in a second, single-process step (see tests/unit/test_iam_policies.py).
+    parser.addoption(
+        "--iam-calls-out",
+        metavar="DIR",
+        type=Path,
+        help="write the AWS calls the functions made into DIR, a file per process, and leave the "
+        "session-wide IAM check to a later run with --iam-calls-in DIR",
+    )
+    parser.addoption(
+        "--iam-calls-in",
+        metavar="DIR",
+        type=Path,
+        help="the session-wide IAM check also counts the calls an earlier run wrote into DIR",
+    )
+
+
+def _runs_last(item: pytest.Item) -> bool:
+    return bool(getattr(getattr(item, "function", None), "run_last", False))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``run_last`` (the IAM check over the whole session's calls) run after the rest.
+
+    With ``--iam-calls-out`` they are deselected instead: a later ``--iam-calls-in`` run has them.
+    """
+    if config.getoption("iam_calls_out") is not None:
+        deselected = [item for item in items if _runs_last(item)]
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not _runs_last(item)]
+    items.sort(key=_runs_last)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    folder = session.config.getoption("iam_calls_out")
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        worker = getattr(session.config, "workerinput", {}).get("workerid", "main")
+        IAM_SESSION_CALLS.save(folder / f"{worker}.json")
 
 
 @pytest.fixture(scope="session")
-def iam_session_calls() -> iam_recorder.Recorder:
-    """What the functions' code called in AWS so far in this session (see devtools/iam_recorder.py)."""
+def iam_session_calls(pytestconfig: pytest.Config) -> iam_recorder.Recorder:
+    """What the functions' code called in AWS so far in this session (see devtools/iam_recorder.py),
+    with the calls of the earlier run named by ``--iam-calls-in``."""
+    folder = pytestconfig.getoption("iam_calls_in")
+    if folder is not None:
+        files = sorted(folder.glob("*.json"))
+        if not files:
+            raise pytest.UsageError(f"--iam-calls-in {folder}: no calls were written there")
+        for path in files:
+            IAM_SESSION_CALLS.load(path)
     return IAM_SESSION_CALLS
 
 

@@ -538,8 +538,24 @@ def test_a_grant_no_code_uses_is_reported(template):
     assert not any("ReceiveMessage" in line for line in idle)
 
 
+def test_recorded_calls_come_back_unchanged_from_the_file_a_test_worker_writes(tmp_path):
+    # Given calls as pytest-xdist workers record them, a KMS call with its encryption context among them
+    written = iam_recorder.Recorder()
+    written.calls = {
+        Call("GraphQLFunction", "kms:Encrypt", "arn:aws:kms:us-east-1:123456789012:key/k", (("pixel", "1"),)),
+        Call("CapiPublisherFunction", "sqs:SendMessage", "arn:aws:sqs:us-east-1:123456789012:q"),
+    }
+    # When one process saves them and another loads them (make test's second step)
+    written.save(tmp_path / "gw0.json")
+    read = iam_recorder.Recorder()
+    read.load(tmp_path / "gw0.json")
+    # Then the same calls are checked
+    assert read.calls == written.calls
+
+
 def test_every_call_the_functions_made_in_this_session_is_granted(template, iam_session_calls):
-    # Given what every test of this session ran of the functions' code (this test runs last)
+    # Given what every test of this session ran of the functions' code (this test runs last; under
+    # pytest-xdist, make test runs it alone afterwards with every worker's calls: --iam-calls-in)
     calls = set(iam_session_calls.calls)
     # Then the session called something, and every call is granted by the caller's role
     assert calls
