@@ -208,10 +208,12 @@ def backing_services(
     dev: DevSettings, template: dict[str, Any], host: str = "127.0.0.1"
 ) -> Iterator[BackingServices]:
     """DynamoDB Local, moto and the local Meta, started and provisioned from the template; stopped
-    on the way out, a line each. ``host``: the address moto and the local Meta listen on (DynamoDB
-    Local listens on every interface whatever it is); the URLs given are loopback ones."""
+    on the way out, a line each. ``host``: the address they all listen on (loopback unless
+    ``make services`` is asked for every interface); the URLs given are loopback ones."""
     with (
-        running(DynamoDBLocal(port=dev.dynamodb_port, db_path=dev.data_dir), "DynamoDB Local") as dynamodb,
+        running(
+            DynamoDBLocal(port=dev.dynamodb_port, db_path=dev.data_dir, host=host), "DynamoDB Local"
+        ) as dynamodb,
         running(MotoServerProcess(port=dev.moto_port, host=host), "moto (SQS, KMS)") as moto,
         running(FakeMeta(port=dev.meta_port, host=host), "the local Meta") as fake_meta,
     ):

