@@ -355,7 +355,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_OPTIONS(self) -> None:
         self._handle(self._options)
 
+    # Set once a function answered: its handler logs the request's one access line itself
+    # (functions/graphql_api/app.py, as in CloudWatch), so this server's line would repeat it.
+    _function_logged = False
+
     def _handle(self, answer: Any) -> None:
+        self._function_logged = False
         with self.server.request() as accepted:
             if not accepted:
                 # Stopping: a request on a connection kept alive is refused, and the connection closed.
@@ -494,6 +499,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         cors_headers = route.cors.response_headers(self.headers.get("origin")) if route.cors else {}
         try:
             response = route.handler(event, context) or {}
+            self._function_logged = True
         except Exception:
             logger.exception("%s failed", route.function_id)
             self._answer(
@@ -523,4 +529,5 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
-        logger.info("%s %s", self.address_string(), format % args)
+        if not self._function_logged:
+            logger.info("%s %s", self.address_string(), format % args)

@@ -359,10 +359,21 @@ def start_event_sources(
     return sources
 
 
+# Libraries that log their set-up at INFO ("Found credentials in environment variables", PynamoDB's
+# settings file): a start-up of `make dev` prints only what a developer needs. Their warnings stay.
+CHATTY_LOGGERS = ("botocore", "pynamodb", "urllib3")
+
+
+def quiet_libraries() -> None:
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main() -> int:
     signals = StopSignals()
     signals.install()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    quiet_libraries()
     dev = DevSettings.from_environment()
     dev.data_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -1,5 +1,6 @@
 """Lambda entry point of the GraphQL API: wires observability and hands the event to Mangum."""
 
+import logging
 import time
 from typing import Any
 
@@ -11,6 +12,8 @@ from graphql_api.server import asgi_app
 from pixel_core.observability import logger, metrics
 
 mangum = Mangum(asgi_app, lifespan="off")
+# The handler writes the request's access line below; Mangum's own ("POST /graphql 200") would repeat it.
+logging.getLogger("mangum.http").setLevel(logging.WARNING)
 
 
 @metrics.log_metrics

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -119,6 +120,38 @@ def test_dev_stack_serves_the_seed_requests_and_keeps_domains_across_a_restart(t
 # Bounds a wait for the pipeline; the delays themselves are printed (pytest -s, or the -rA report).
 DEADLINE_SECONDS = 60
 PAGEVIEW = "mutation HeroPixel($event: PageviewEventInput!) { pageview(event: $event) { message code data } }"
+
+
+@pytest.mark.dynamodb_local
+def test_the_stack_starts_quietly_and_writes_one_line_per_request(tmp_path):
+    # Given a stack that has started
+    stack = DevStack(tmp_path / "dynamodb")
+    stack.start()
+    try:
+        start_up = stack.log_path.read_text()
+        # When a GraphQL request, a health check and an unrouted path are sent
+        assert stack.graphql("{ __typename }", {}) == {"data": {"__typename": "Query"}}
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.port}/health", timeout=10) as answer:
+            assert answer.status == 200
+        with pytest.raises(urllib.error.HTTPError) as unrouted:
+            urllib.request.urlopen(f"http://127.0.0.1:{stack.port}/nowhere", timeout=10)
+        assert unrouted.value.code == 404
+        time.sleep(0.5)  # the log is a file the stack writes; let its last line land
+        requests = stack.log_path.read_text()[len(start_up) :].splitlines()
+    finally:
+        stack.stop()
+    # Then the start-up printed no library chatter (credentials found, PynamoDB's settings file)
+    assert "Pixel Gateway is running" in start_up
+    assert not [line for line in start_up.splitlines() if " botocore." in line or " pynamodb." in line]
+    # And each request wrote one line: the function's access line, or the gateway's when no function ran
+    handled = [json.loads(line) for line in requests if line.startswith("{")]
+    assert [(line["message"], line["path"], line["status"]) for line in handled] == [
+        ("Request handled", "/graphql", 200),
+        ("Request handled", "/health", 200),
+    ]
+    others = [line for line in requests if not line.startswith("{")]
+    assert len(others) == 1, requests
+    assert '"GET /nowhere HTTP/1.1" 404' in others[0]
 
 
 @pytest.mark.dynamodb_local
