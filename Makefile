@@ -6,6 +6,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 # pytest-xdist workers: one per core, and one more, since many tests wait on emulators and subprocesses.
+# Tests go out two at a time, the slow ones first (conftest.py), so no slow test starts last.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 # Checks the calls of every worker's tests against the template's IAM policies, once they all ran.
 SESSION_IAM_CHECK := tests/unit/test_iam_policies.py::test_every_call_the_functions_made_in_this_session_is_granted
@@ -28,7 +29,7 @@ test: ## ruff, mypy and every test (unit, DynamoDB Local, handler events, sam bu
 	@scripts/bootstrap test
 	@$(MAKE) --no-print-directory lint
 	@rm -rf .coverage .coverage.* .local/iam-calls
-	$(VENV)/bin/coverage run -m pytest -n $(TEST_WORKERS) --dist worksteal --iam-calls-out .local/iam-calls -v --durations=15
+	$(VENV)/bin/coverage run -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 2 --iam-calls-out .local/iam-calls -v --durations=15
 	$(VENV)/bin/coverage run -m pytest --iam-calls-in .local/iam-calls -v $(SESSION_IAM_CHECK)
 	@$(VENV)/bin/coverage combine --quiet
 	$(VENV)/bin/coverage report

@@ -76,7 +76,8 @@ def _runs_last(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``run_last`` (the IAM check over the whole session's calls) run after the rest.
+    """Tests marked ``slow`` run first, and ``run_last`` (the IAM check over the whole session's
+    calls) after the rest.
 
     With ``--iam-calls-out`` they are deselected instead: a later ``--iam-calls-in`` run has them.
     """
@@ -84,7 +85,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         deselected = [item for item in items if _runs_last(item)]
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if not _runs_last(item)]
-    items.sort(key=_runs_last)
+    items.sort(key=lambda item: (_runs_last(item), item.get_closest_marker("slow") is None))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -143,6 +143,7 @@ class MakeDev(DevStack):
             self.process.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.dynamodb_local
 @pytest.mark.timeout(480)
 def test_bootstrap_and_make_dev_work_from_a_fresh_copy_on_a_machine_without_java_or_node(tmp_path):

@@ -83,6 +83,7 @@ def event_of(pixel: PixelItem) -> PixelEvent:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.dynamodb_local
 @pytest.mark.timeout(1200)  # DynamoDB Local takes about a millisecond an item: a hang guard, not a target
 def test_a_pixel_with_100000_items_is_deleted_at_once_and_cleaned_up_completely(

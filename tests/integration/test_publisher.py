@@ -219,6 +219,7 @@ def test_publishing_off_or_an_event_filter_drop_sends_nothing_for_those_events(
     assert (int(totals().events_received), int(totals().events_published)) == (2, 0)
 
 
+@pytest.mark.slow
 def test_1001_events_for_one_pixel_go_out_in_two_requests(app, connected, meta):
     now = int(time.time())
     events = [
@@ -366,6 +367,7 @@ def logged(json_logs, message: str) -> list[dict[str, Any]]:
 
 
 # Halving is the general case, at full size; Meta naming the event needs no 1,000 (moto's SQS is slow there).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("meta_names_the_event", "size"), [(False, 1000), (True, 40)], ids=["bisected", "meta-names-data-index"]
 )

@@ -707,6 +707,7 @@ def dynamodb(moto_table: str) -> Any:
     return boto3.client("dynamodb", region_name="us-east-1")
 
 
+@pytest.mark.slow
 @settings(
     max_examples=500,
     report_multiple_bugs=False,
