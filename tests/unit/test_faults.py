@@ -11,12 +11,13 @@ backoff sleeps are recorded instead of slept.
 import base64
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from pixel_core import auth, queues, tokens
 from pixel_core.clock import utc_now
@@ -293,19 +294,34 @@ def test_pageview_whose_sqs_send_fails_every_attempt_is_a_500_envelope_that_queu
 # --- KMS failure ----------------------------------------------------------------------------------
 
 
-class FailingKms:
-    """A KMS client whose Encrypt fails as KMS does (tokens.kms_client() is patched to return it)."""
+@dataclass
+class KmsFailure:
+    """KMS refusing the real client's Encrypt; `calls` records each attempt botocore made."""
 
-    def __init__(self, code: str) -> None:
-        self.code = code
-        self.encrypt_calls = 0
-
-    def encrypt(self, **_kwargs: Any) -> dict[str, Any]:
-        self.encrypt_calls += 1
-        raise ClientError({"Error": {"Code": self.code, "Message": "Injected by the test"}}, "Encrypt")
+    calls: Any  # a Fault of tests/support/faults.py
+    expected_attempts: int
+    restore: Callable[[], None]
 
 
-KMS_ERRORS = ["KMSInternalException", "DisabledException", "AccessDeniedException"]
+def kms_failing(code: str, inject: Any) -> KmsFailure:
+    """KMS answering Encrypt with `code`: moto's own answer where moto gives it (the key's alias
+    deleted: NotFoundException), else KMS's answer injected at botocore's before-send (moto 5.2.5
+    encrypts with a disabled key, and never answers KMSInternalException)."""
+    client = tokens.kms_client()
+    if code == "NotFoundException":
+        kms = boto3.client("kms", region_name="us-east-1")
+        alias = tokens.settings.token_key_id
+        key_id = kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"]
+        kms.delete_alias(AliasName=alias)
+        calls = inject(client, "Encrypt", lambda _request: None)  # recorded, answered by moto
+        return KmsFailure(calls, 1, lambda: kms.create_alias(AliasName=alias, TargetKeyId=key_id))
+    status = 500 if code == "KMSInternalException" else 400
+    fault = inject(client, "Encrypt", aws_json_error(status, code, "application/x-amz-json-1.1"))
+    # botocore retries KMS's 500s to its limit; a 400 is the answer at once
+    return KmsFailure(fault, max_attempts(client) if status == 500 else 1, fault.lift)
+
+
+KMS_ERRORS = ["NotFoundException", "KMSInternalException", "DisabledException", "AccessDeniedException"]
 
 
 def capig_error_of(response: dict[str, Any]) -> dict[str, Any]:
@@ -315,18 +331,17 @@ def capig_error_of(response: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("code", KMS_ERRORS)
 def test_setup_pixel_signal_config_of_a_new_pixel_when_kms_fails_is_a_graphql_500_that_creates_no_pixel_and_logs_one_error_without_the_token(
-    handler, lambda_context, credentials, moto_table, monkeypatch, json_logs, code
+    handler, lambda_context, credentials, moto_table, inject, json_logs, code
 ):
     # Given KMS failing to encrypt
     created, _ = credentials
     before = table_snapshot(moto_table)
-    kms = FailingKms(code)
-    monkeypatch.setattr(tokens, "kms_client", lambda: kms)
+    kms = kms_failing(code, inject)
     event = setup_event(basic_header(created), NEW_TOKEN, "Shop")
     # When a new pixel is set up with its access token
     response = handler(event, lambda_context)
     # Then the caller gets a GraphQL error with code 500 and the generic message, without internals
-    assert kms.encrypt_calls == 1
+    assert kms.calls.attempts == ["Encrypt"] * kms.expected_attempts
     assert response["statusCode"] == 200
     error = capig_error_of(response)
     assert error["message"] == "Internal server error"
@@ -344,21 +359,19 @@ def test_setup_pixel_signal_config_of_a_new_pixel_when_kms_fails_is_a_graphql_50
 
 @pytest.mark.parametrize("code", KMS_ERRORS)
 def test_setup_pixel_signal_config_replacing_a_token_when_kms_fails_is_a_graphql_500_that_leaves_the_pixel_and_its_old_token_as_they_were(
-    handler, lambda_context, credentials, moto_table, monkeypatch, json_logs, code
+    handler, lambda_context, credentials, moto_table, inject, json_logs, code
 ):
     # Given a pixel set up with an access token (KMS working, in moto), then KMS failing
     created, _ = credentials
     first = handler(setup_event(basic_header(created), OLD_TOKEN, "Shop"), lambda_context)
     assert "errors" not in response_body(first)
     before = table_snapshot(moto_table)
-    working_kms = tokens.kms_client
-    kms = FailingKms(code)
-    monkeypatch.setattr(tokens, "kms_client", lambda: kms)
+    kms = kms_failing(code, inject)
     event = setup_event(basic_header(created), NEW_TOKEN, "Renamed shop")
     # When the connection is set up again with a new token and a new name
     response = handler(event, lambda_context)
     # Then the caller gets a GraphQL error with code 500 and the generic message
-    assert kms.encrypt_calls == 1
+    assert kms.calls.attempts == ["Encrypt"] * kms.expected_attempts
     error = capig_error_of(response)
     assert (error["message"], error["extensions"]["code"]) == ("Internal server error", 500)
     assert NEW_TOKEN not in response["body"]
@@ -368,7 +381,7 @@ def test_setup_pixel_signal_config_replacing_a_token_when_kms_fails_is_a_graphql
     assert_no_secret_logged(records, OLD_TOKEN, NEW_TOKEN, created.app_secret)
     # And the pixel is exactly as it was: same name, same (still decryptable) old token
     assert changed_items(before, table_snapshot(moto_table)) == set()
-    monkeypatch.setattr(tokens, "kms_client", working_kms)
+    kms.restore()
     pixel = PixelItem.get(*PixelItem.key(int(PIXEL)))
     assert pixel.name == "Shop"
     assert pixel.access_token_ciphertext is not None

@@ -11,13 +11,13 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError
 
 from devtools.provision import ProvisionedResources
 from pixel_core import tokens
 from pixel_core.config import settings
 from pixel_core.tokens import TokenDecryptionError, decrypt_access_token, encrypt_access_token
-from tests.support.faults import aws_json_error, max_attempts
+from tests.support.faults import aws_json_error, max_attempts, unreachable
 
 TOKEN = "EAAGm0PX4ZCpsBAKZCZBsecretTOKENforPixel123ZDZD"
 TENANT = "IaoreXfj"
@@ -36,27 +36,9 @@ def secrets_in(text: str, *secrets: str) -> list[str]:
     return [secret for secret in secrets if secret in text]
 
 
-class FailingKms:
-    """A KMS client whose every call fails as KMS would."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    def encrypt(self, **kwargs: Any) -> Any:
-        raise self.error
-
-    def decrypt(self, **kwargs: Any) -> Any:
-        raise self.error
-
-
 # KMS refusing a request, as the JSON protocol answers it (for faults injected through botocore).
 KMS_INTERNAL_ERROR = aws_json_error(500, "KMSInternalException", "application/x-amz-json-1.1")
-
-
-def kms_internal_error(operation: str) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": "KMSInternalException", "Message": "The request was rejected"}}, operation
-    )
+KEY_ALIAS = "alias/pixel-gateway-test/access-tokens"
 
 
 def test_a_token_encrypted_for_a_tenant_and_pixel_decrypts_back_to_the_same_token(
@@ -231,17 +213,21 @@ def test_a_plaintext_that_is_not_utf8_fails_without_chaining_the_decode_error_th
     ids=["empty", "4097-bytes", "2049-chars-of-4098-bytes"],
 )
 def test_empty_and_oversized_tokens_are_rejected_before_reaching_kms(
-    aws: ProvisionedResources, monkeypatch: pytest.MonkeyPatch, token: str
+    aws: ProvisionedResources, inject: Any, token: str
 ) -> None:
-    # Given a KMS client that must not be called
-    monkeypatch.setattr(tokens, "kms_client", lambda: FailingKms(AssertionError("KMS was called")))
+    # Given every request of the real KMS client recorded (and let through) at botocore's before-send
+    calls = inject(tokens.kms_client(), "*", lambda _request: None)
 
     # When the token is encrypted
     with pytest.raises(ValueError, match=r"^Invalid access token$") as caught:
         encrypt_access_token(token, tenant_id=TENANT, pixel_id=PIXEL)
 
-    # Then it is rejected with a message that does not repeat it
+    # Then it is rejected with a message that does not repeat it, and KMS was never asked
     assert str(caught.value) == "Invalid access token"
+    assert calls.attempts == []
+    # (the recorder does see a call that reaches KMS, so its silence above means something)
+    encrypt_access_token("t", tenant_id=TENANT, pixel_id=PIXEL)
+    assert calls.attempts == ["Encrypt"]
 
 
 def test_no_log_record_nor_output_contains_the_token_or_ciphertext_even_with_botocore_logging_at_debug(
@@ -305,30 +291,45 @@ def test_a_kms_failure_on_encrypt_reaches_the_caller_as_kms_answered_and_neither
 
 
 @pytest.mark.parametrize(
-    ("error", "reason"),
-    [
-        (kms_internal_error("Decrypt"), "KMSInternalException"),
-        (
-            EndpointConnectionError(endpoint_url="https://kms.us-east-1.amazonaws.com"),
-            "EndpointConnectionError",
-        ),
-    ],
+    ("respond", "reason"),
+    [(KMS_INTERNAL_ERROR, "KMSInternalException"), (unreachable, "EndpointConnectionError")],
     ids=["kms-error", "unreachable"],
 )
 def test_a_kms_failure_on_decrypt_raises_token_decryption_error_naming_only_the_reason(
-    aws: ProvisionedResources, monkeypatch: pytest.MonkeyPatch, error: Exception, reason: str
+    aws: ProvisionedResources, inject: Any, respond: Any, reason: str
 ) -> None:
-    # Given a stored ciphertext, then KMS failing
+    # Given a stored ciphertext, then every Decrypt attempt of the real client failing (injected at
+    # botocore's before-send: botocore parses the answer and retries as it would in Lambda)
     ciphertext = encrypt_access_token(TOKEN, tenant_id=TENANT, pixel_id=PIXEL)
-    monkeypatch.setattr(tokens, "kms_client", lambda: FailingKms(error))
+    client = tokens.kms_client()
+    fault = inject(client, "Decrypt", respond)
 
     # When it is decrypted
     with pytest.raises(TokenDecryptionError) as caught:
         decrypt_access_token(ciphertext, tenant_id=TENANT, pixel_id=PIXEL)
 
-    # Then the error names the reason only
+    # Then botocore gave up after its retries, and the error names the reason only
+    assert fault.attempts == ["Decrypt"] * max_attempts(client)
     assert str(caught.value) == f"Access token could not be decrypted ({reason})"
     assert (caught.value.__cause__, caught.value.__context__) == (None, None)
+
+
+def test_a_key_alias_that_kms_no_longer_knows_fails_encrypt_as_kms_answered_and_decrypt_as_not_found(
+    aws: ProvisionedResources,
+) -> None:
+    # Given a stored ciphertext, then the key's alias deleted in KMS (moto's own answer follows)
+    ciphertext = encrypt_access_token(TOKEN, tenant_id=TENANT, pixel_id=PIXEL)
+    kms().delete_alias(AliasName=KEY_ALIAS)
+
+    # When a token is encrypted, Then the caller gets KMS's NotFoundException, without the token
+    with pytest.raises(ClientError) as caught:
+        encrypt_access_token(TOKEN, tenant_id=TENANT, pixel_id=PIXEL)
+    assert caught.value.response["Error"]["Code"] == "NotFoundException"
+    assert secrets_in(f"{caught.value} {caught.value!r}", TOKEN, b64(TOKEN)) == []
+    # And when the stored one is decrypted, Then the error names KMS's reason only
+    with pytest.raises(TokenDecryptionError) as refused:
+        decrypt_access_token(ciphertext, tenant_id=TENANT, pixel_id=PIXEL)
+    assert str(refused.value) == "Access token could not be decrypted (NotFoundException)"
 
 
 def test_without_a_configured_key_encrypt_raises_and_decrypt_raises_token_decryption_error(
