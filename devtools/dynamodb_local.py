@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Self
 
 from devtools.net import free_port
-from devtools.servers import LocalServer, stop_process, terminated_with_parent
+from devtools.servers import LocalServer, start_in_background, stop_process
 from devtools.template import REPO_ROOT
 
 NODE_MODULES = REPO_ROOT / "node_modules"
@@ -162,22 +162,12 @@ class DynamoDBLocal(LocalServer):
         command = self.command()
         if self.db_path is not None:
             self.db_path.mkdir(parents=True, exist_ok=True)
-        # A file, not a pipe: nobody drains a pipe while the server runs, and a full pipe blocks java.
         fd, log_name = tempfile.mkstemp(prefix="dynamodb-local-", suffix=".log")
         os.close(fd)
         self._log_path = Path(log_name)
         try:
             self._log = self._log_path.open("wb")
-            self._process = subprocess.Popen(
-                command,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                # Its own process group: Ctrl-C in a terminal signals only the foreground group, so
-                # the database outlives the API until `make dev` has drained the queues into it.
-                process_group=0,
-                preexec_fn=terminated_with_parent(),  # noqa: PLW1509  # one prctl() call, pre-resolved
-            )
+            self._process = start_in_background(command, self._log)
             self._wait_until_ready()
         except BaseException:
             self.stop()

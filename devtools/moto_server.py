@@ -13,7 +13,7 @@ from typing import IO, Self
 
 from moto.server import ThreadedMotoServer
 
-from devtools.servers import LocalServer, stop_process, terminated_with_parent
+from devtools.servers import LocalServer, start_in_background, stop_process
 
 
 class MotoServer(LocalServer):
@@ -76,19 +76,9 @@ class MotoServerProcess(LocalServer):
 
     def start(self) -> Self:
         command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
-        # A file, not a pipe: moto logs every request to stderr, and an unread pipe fills up and
-        # blocks the server. Its own process group: Ctrl-C in a terminal signals only the foreground
-        # group, so moto (and the queued events it holds in memory) outlives the API until `make dev`
-        # has drained the queues.
+        # moto logs every request: its log is read only to explain a failed start.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115  # closed by stop()
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            process_group=0,
-            preexec_fn=terminated_with_parent(),  # noqa: PLW1509  # one prctl() call, pre-resolved
-        )
+        self._process = start_in_background(command, self._log)
         try:
             self._wait_until_ready(self._process)
         except BaseException:  # a Ctrl-C while it starts too: a with-block does not stop what failed to start

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import IO, Self
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -63,3 +63,21 @@ def terminated_with_parent() -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
     return set_death_signal
+
+
+def start_in_background(command: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Starts a local server's process with its output (stdout and stderr) in ``log``.
+
+    A file, not a pipe: nobody reads a server's output while it runs, and a full pipe blocks it.
+    Its own process group: Ctrl-C in a terminal signals only the foreground group, so the server
+    (and the data or queued events it holds) outlives the API until `make dev` has drained the
+    queues; ``terminated_with_parent`` still ends it with a parent that was killed outright.
+    """
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        process_group=0,
+        preexec_fn=terminated_with_parent(),  # noqa: PLW1509  # one prctl() call, pre-resolved
+    )
