@@ -91,10 +91,10 @@ def pins() -> dict[str, str]:
     return dict(line.split("==") for line in lines if line and not line.startswith("#"))
 
 
-def bootstrap(clone: Path, env: dict[str, str], timeout: float) -> tuple[str, float]:
-    started = time.monotonic()
+def run_bootstrap(clone: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`scripts/bootstrap dev` in ``clone``, its output captured; a hang fails with what it said."""
     try:
-        run = subprocess.run(
+        return subprocess.run(
             ["scripts/bootstrap", "dev"],
             cwd=clone,
             env=env,
@@ -108,6 +108,11 @@ def bootstrap(clone: Path, env: dict[str, str], timeout: float) -> tuple[str, fl
         raw = timed_out.stderr or b""  # bytes, whatever text=True says
         said = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
         raise AssertionError(f"scripts/bootstrap did not finish within {timeout:.0f} s:\n{said}") from None
+
+
+def bootstrap(clone: Path, env: dict[str, str], timeout: float) -> tuple[str, float]:
+    started = time.monotonic()
+    run = run_bootstrap(clone, env, timeout)
     output = run.stdout + run.stderr
     assert run.returncode == 0, f"scripts/bootstrap failed ({run.returncode}):\n{output}"
     return output, time.monotonic() - started
@@ -224,16 +229,7 @@ def test_bootstrap_without_python_313_or_pyenv_says_what_to_install_in_one_line(
     env.pop("PYENV_VERSION", None)
 
     # When the bootstrap runs
-    run = subprocess.run(
-        ["scripts/bootstrap", "dev"],
-        cwd=clone,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = run_bootstrap(clone, env, timeout=60)
 
     # Then it fails with one line that says what to install, and creates nothing
     assert run.returncode != 0
