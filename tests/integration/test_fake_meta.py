@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -163,17 +164,33 @@ def test_custom_answer_body_is_sent_as_given_with_an_fbtrace_id_added(meta: Fake
     assert body["error"]["fbtrace_id"]
 
 
+class RecordedWaits:
+    """The fake's stop event, with each wait a delay made recorded: (seconds, woken by stop())."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+        self.waits: list[tuple[float | None, bool]] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = self._event.wait(timeout)
+        self.waits.append((timeout, woken))
+        return woken
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._event, name)
+
+
 def test_delayed_answer_makes_a_client_with_a_short_timeout_time_out_while_the_request_is_recorded(
     meta: FakeMeta,
 ) -> None:
-    meta.script(Answer(delay_seconds=1.0))
+    # Given an answer held for an hour: only the client's own timeout can end its wait
+    meta.script(Answer(delay_seconds=3600))
 
-    started = time.monotonic()
+    # When a client that waits 0.2 s posts, Then it times out
     with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)) as raised:
         post_events(meta, [event(event_id="slow")], timeout=0.2)
     if isinstance(raised.value, urllib.error.URLError):
         assert isinstance(raised.value.reason, (TimeoutError, socket.timeout))
-    assert time.monotonic() - started < 0.9
 
     # Meta may well have the events even though the client gave up: the retry below duplicates them.
     assert [r.status for r in meta.requests()] == [200]
@@ -181,27 +198,38 @@ def test_delayed_answer_makes_a_client_with_a_short_timeout_time_out_while_the_r
     assert meta.events() == [event(event_id="slow"), event(event_id="slow")]
 
 
-def test_delayed_answer_arrives_after_the_delay_when_the_client_waits_long_enough(meta: FakeMeta) -> None:
+def test_delayed_answer_arrives_after_the_delay_when_the_client_waits_long_enough(
+    meta: FakeMeta, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an answer delayed 0.3 s, the delay's wait recorded
+    waits = RecordedWaits(meta._stopping)
+    monkeypatch.setattr(meta, "_stopping", waits)
     meta.script(Answer(delay_seconds=0.3))
 
-    started = time.monotonic()
+    # When a patient client posts
     status, body = post_events(meta, [event()], timeout=5)
 
-    assert time.monotonic() - started >= 0.3
+    # Then the answer came once the whole delay had run out (not cut short), and it is the 200
+    assert waits.waits == [(0.3, False)]
     assert (status, body["events_received"]) == (200, 1)
 
 
-def test_stop_does_not_wait_for_a_long_delay_to_run_out() -> None:
+def test_stop_does_not_wait_for_a_long_delay_to_run_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a request held for an hour, whose client gave up (the delay's wait recorded)
     meta = FakeMeta().start()
+    waits = RecordedWaits(meta._stopping)
+    monkeypatch.setattr(meta, "_stopping", waits)
     try:
-        meta.script(Answer(delay_seconds=30))
+        meta.script(Answer(delay_seconds=3600))
         with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)):
             post_events(meta, [event()], timeout=0.2)
     finally:
-        started = time.monotonic()
+        # When the fake is stopped (it joins its handler threads before returning)
         meta.stop()
 
-    assert time.monotonic() - started < 2
+    # Then stop() woke the handler out of its delay instead of waiting the hour out (a stop that
+    # did wait would hang here until pytest's timeout)
+    assert waits.waits == [(3600, True)]
     with pytest.raises(RuntimeError, match="not running"):
         _ = meta.base_url
     meta.stop()  # twice is fine
