@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from devtools import admin
 from pixel_core import auth
 from pixel_core.models import AppItem, find
 from tests.support.api_events import graphql_post
@@ -161,3 +162,46 @@ def test_no_secret_reaches_the_logs_of_the_lambda_handler_even_when_requests_fai
     logged = json.dumps(records) + caplog.text + captured.out + captured.err
     assert app.app_secret not in logged
     assert app.basic_header.split()[1] not in logged
+
+
+def test_rotating_a_secret_with_pixel_admin_stops_the_old_one_at_once_here_and_keeps_the_app_and_its_tenants(
+    make_app, gql, capsys
+):
+    # Given an app bound to two tenants, each with a pixel, verified (and so cached) with its secret
+    first, second = make_app("first"), make_app("second")
+    gql(PIXELS, {"event": {"action": "create", "pixel_id": 1001}}, first.basic_header)
+    gql(PIXELS, {"event": {"action": "create", "pixel_id": 1002}}, second.basic_header)
+    partner = auth.create_app({"first", "second"}, name="Partner")
+    old = {"appId": partner.app_id, "appSecret": partner.app_secret}
+    assert (
+        gql(SEED_QUERY, {"auth": old, "event": {"pixel_id": 1001, "action": "list"}}).data["domains"]["code"]
+        == 200
+    )
+
+    # When its secret is rotated with pixel-admin's command (against the table the test uses)
+    assert admin.run(admin.parse_args(["app", "rotate-secret", partner.app_id])) == 0
+    printed = capsys.readouterr().out
+    new_secret = next(line.split()[1] for line in printed.splitlines() if line.startswith("appSecret:"))
+
+    # Then the old secret is refused at once in this container, though it was cached as verified
+    assert new_secret != partner.app_secret
+    assert gql(SEED_QUERY, {"auth": old, "event": {"pixel_id": 1001, "action": "list"}}).data == {
+        "domains": UNAUTHORIZED
+    }
+    # And the new secret works, for the same app id, still bound to both tenants
+    new = {"appId": partner.app_id, "appSecret": new_secret}
+    for pixel_id in (1001, 1002):
+        answer = gql(SEED_QUERY, {"auth": new, "event": {"pixel_id": pixel_id, "action": "list"}})
+        assert answer.data["domains"]["code"] == 200
+    stored = find(AppItem, AppItem.key(partner.app_id))
+    assert stored is not None
+    assert (stored.name, set(stored.tenant_ids)) == ("Partner", {"first", "second"})
+    assert stored.secret_sha256 == hashlib.sha256(new_secret.encode()).hexdigest()
+    # And the old secret is nowhere in what the command printed
+    assert partner.app_secret not in printed
+
+
+def test_rotating_the_secret_of_an_unknown_app_is_refused_and_creates_nothing(table, capsys):
+    assert admin.run(admin.parse_args(["app", "rotate-secret", "app_nobody"])) == 1
+    assert capsys.readouterr().err == "no app app_nobody\n"
+    assert find(AppItem, AppItem.key("app_nobody")) is None

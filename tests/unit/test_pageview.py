@@ -11,7 +11,7 @@ import pytest
 
 from pixel_core import intake, queues
 from tests.support.api_events import graphql_post
-from tests.support.documents import DOMAINS, PAGEVIEW, PIXELS, SEED_PAGEVIEW, STATS
+from tests.support.documents import DOMAINS, PAGEVIEW, PIXELS, SEED_PAGEVIEW, STATS, TRACK
 from tests.support.faults import max_attempts, unreachable
 
 EMAIL = "john_smith@gmail.com"
@@ -293,6 +293,38 @@ def test_stats_after_pageviews_and_its_range_validation(app, gql, pixel_1, aggre
     assert stats("2026-13-01", "2026-13-02")["code"] == 400
     assert stats("yesterday", "today")["code"] == 400
     assert stats("2026-11-01", "2026-11-01x")["code"] == 400
+
+
+def test_events_other_than_pageviews_are_received_but_feed_neither_daily_pageviews_nor_visitors_nor_domains(
+    app, gql, pixel_1, aggregator, intake_clock
+):
+    # Given a pixel with its domain, and on one day: a Lead and a Purchase from a visitor on another
+    # host, then one PageView from someone else
+    today = datetime.fromtimestamp(intake_clock.now, UTC).date().isoformat()
+    gql(DOMAINS, {"event": {"pixel_id": 1, "action": "add", "domain": "example.com"}}, app.basic_header)
+    for name in ("Lead", "Purchase"):
+        tracked = gql(
+            TRACK,
+            {"event": {"pixelId": 1, "eventName": name, "domain": "shop.example.com", "email": EMAIL}},
+            app.basic_header,
+        ).data["track"]
+        assert (tracked["code"], tracked["message"]) == (200, "Success")
+    pageview(gql, app, {"pixelId": 1, "domain": "example.com", "email": "other@example.org"})
+
+    # When the aggregator has counted them
+    assert aggregator() == 3
+
+    # Then all three are received, but the day holds the one pageview, its visitor and its domain only
+    got = gql(PIXELS, {"event": {"action": "get", "pixel_id": 1}}, app.basic_header).data["pixels"]["data"]
+    assert (got["events_received"], got["events_dropped"]) == (3, 0)
+    stats = gql(STATS, {"event": {"pixel_id": 1, "from": today, "to": today}}, app.basic_header).data["stats"]
+    assert stats["data"]["totals"] == {"pageviews": 1, "visitors": 1}
+    (day,) = stats["data"]["days"]
+    assert day["domains"] == [{"domain": "example.com", "pageviews": 1}]
+    # And the Lead's visitor is still unknown to a pageview (no visitor was recorded for them)
+    assert pageview(gql, app, {"pixelId": 1, "domain": "example.com", "email": EMAIL})["message"] == (
+        "User Not Found"
+    )
 
 
 def test_track_refuses_custom_data_nested_too_deep_without_crashing(app, gql, pixel_1, queued_messages):
