@@ -177,3 +177,70 @@ def test_a_drop_reason_for_the_longest_valid_domain_fits_the_message(pixel, queu
     assert longest in accepted.event.dropped
     (body,) = queued_messages()
     assert PixelEvent.from_message(body).dropped == accepted.event.dropped
+
+
+def valid_message() -> dict[str, object]:
+    return json.loads(PixelEvent("e1", "PageView", 1, "t", 1_700_000_000, 1_700_000_000.5).to_message())
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda m: {**m, "v": 2}, "not a version 1 event message"),
+        (lambda m: [m], "not a version 1 event message"),
+        (lambda m: {**m, "event_name": ""}, "event_name: expected a string of 1-128 characters"),
+        (lambda m: {**m, "event_name": "E" * 129}, "event_name: expected a string of 1-128 characters"),
+        (lambda m: {**m, "tenant_id": 7}, "tenant_id: expected a string of 1-128 characters"),
+        (lambda m: {**m, "pixel_id": 1}, "pixel_id: expected a string of digits"),
+        (lambda m: {**m, "pixel_id": "12a"}, "pixel_id: expected a string of digits"),
+        (lambda m: {**m, "pixel_id": "١٢"}, "pixel_id: expected a string of digits"),  # Arabic-Indic digits
+        (lambda m: {**m, "pixel_id": "1" * 21}, "pixel_id: expected a string of digits"),
+        (lambda m: {**m, "event_time": True}, "event_time: expected a Unix timestamp"),
+        (lambda m: {**m, "event_time": "1700000000"}, "event_time: expected a Unix timestamp"),
+        (lambda m: {**m, "event_time": -1}, "event_time: expected a Unix timestamp"),
+        (lambda m: {**m, "received_at": 2.0**40}, "received_at: expected a Unix timestamp"),
+        (lambda m: {**m, "domain": "d" * 254}, "domain: expected a string of 1-253 characters"),
+        (lambda m: {**m, "custom_data": [1]}, "custom_data: expected an object"),
+        (lambda m: {**m, "incarnation": "not-hex-digits!!"}, "incarnation: malformed"),
+    ],
+    ids=[
+        "version-2",
+        "not-an-object",
+        "empty-event-name",
+        "long-event-name",
+        "tenant-not-a-string",
+        "pixel-id-a-number",
+        "pixel-id-not-digits",
+        "pixel-id-non-ascii-digits",
+        "pixel-id-21-digits",
+        "event-time-a-bool",
+        "event-time-a-string",
+        "event-time-negative",
+        "received-at-too-far",
+        "domain-over-253",
+        "custom-data-a-list",
+        "bad-incarnation",
+    ],
+)
+def test_a_message_the_aggregator_cannot_count_is_refused_naming_the_field_at_fault(change, reason):
+    # Given a valid message (which reads back), changed in one field
+    assert PixelEvent.from_message(json.dumps(valid_message())).event_id == "e1"
+    body = json.dumps(change(valid_message()))
+    # When it is read, Then it is refused with the reason
+    with pytest.raises(InvalidEventMessage) as refused:
+        PixelEvent.from_message(body)
+    assert str(refused.value) == reason
+
+
+def test_a_message_that_is_too_large_or_not_json_is_refused_before_it_is_read():
+    with pytest.raises(InvalidEventMessage, match=r"^message too large$"):
+        PixelEvent.from_message(json.dumps({**valid_message(), "user_agent": "x" * events.MAX_MESSAGE_BYTES}))
+    with pytest.raises(InvalidEventMessage, match=r"^not JSON: Expecting value$"):
+        PixelEvent.from_message("not json")
+
+
+def test_an_event_whose_custom_data_is_not_strict_json_fails_its_check_before_any_message_is_made():
+    valid = PixelEvent.from_message(json.dumps(valid_message()))
+    assert valid.checked() == valid
+    with pytest.raises(InvalidEventMessage, match="not strict JSON"):
+        dataclasses.replace(valid, custom_data={"v": math.nan}).checked()
