@@ -4,7 +4,9 @@ import re
 
 import pytest
 
+from pixel_core.models import next_sequence_value
 from tests.support.documents import DOMAINS, PIXELS
+from tests.support.faults import dynamodb_client, dynamodb_throttling, max_attempts, transaction_cancelled
 
 
 def pixels(gql, app, event):
@@ -101,3 +103,83 @@ def test_delete_removes_the_pixel_and_its_domains(app, gql, cleanup):
 def test_pixels_errors_are_clear_and_change_nothing(app, gql, event, code, message):
     assert pixels(gql, app, event) == {"code": code, "data": {}, "message": message}
     assert pixels(gql, app, {"action": "list"})["data"] == {"pixels": []}
+
+
+# --- DynamoDB refusing a transaction under a request (injected through botocore) -----------------
+
+INTERNAL_ERROR = {"code": 500, "data": {}, "message": "Internal server error"}
+
+
+def cancelled_on_the_pixel(items: int) -> list[str | None]:
+    """The pixel's condition failed (it is the first item of each of these transactions)."""
+    return ["ConditionalCheckFailed"] + [None] * (items - 1)
+
+
+def domains(gql, app, action, domain="shop.example"):
+    event = {"pixel_id": 123, "action": action, "domain": domain}
+    return gql(DOMAINS, {"event": event}, app.basic_header).data["domains"]
+
+
+@pytest.fixture
+def pixel_123(app, gql):
+    assert pixels(gql, app, {"action": "create", "pixel_id": 123})["code"] == 200
+
+
+def test_a_pixel_deleted_while_a_domain_is_added_or_removed_is_a_404_that_leaves_no_domain_behind(
+    app, gql, pixel_123, inject
+):
+    # Given DynamoDB finding the pixel gone when the domain's transaction commits
+    fault = inject(dynamodb_client(), "TransactWriteItems", transaction_cancelled(cancelled_on_the_pixel))
+    # When a domain is added, Then the answer is the pixel's 404, and no domain item was written
+    assert domains(gql, app, "add") == {"code": 404, "data": {}, "message": "Pixel 123 not found"}
+    fault.lift()
+    assert domains(gql, app, "list")["data"]["domains"] == []
+    # And the same for a removal of a domain it has
+    assert domains(gql, app, "add")["code"] == 200
+    inject(dynamodb_client(), "TransactWriteItems", transaction_cancelled(cancelled_on_the_pixel))
+    assert domains(gql, app, "remove") == {"code": 404, "data": {}, "message": "Pixel 123 not found"}
+
+
+def test_a_pixel_deleted_meanwhile_by_another_request_is_a_404_to_a_delete(app, gql, pixel_123, inject):
+    inject(dynamodb_client(), "TransactWriteItems", transaction_cancelled(cancelled_on_the_pixel))
+    assert pixels(gql, app, {"action": "delete", "pixel_id": 123}) == {
+        "code": 404,
+        "data": {},
+        "message": "Pixel 123 not found",
+    }
+
+
+@pytest.mark.parametrize("action", ["create", "remove-domain", "delete"])
+def test_dynamodb_throttling_every_attempt_of_a_write_is_a_500_envelope(app, gql, pixel_123, inject, action):
+    # Given a domain attached, then DynamoDB throttling every transaction botocore attempts
+    assert domains(gql, app, "add")["code"] == 200
+    client = dynamodb_client()
+    fault = inject(client, "TransactWriteItems", dynamodb_throttling("ThrottlingException"))
+    # When the write is asked for
+    if action == "create":
+        answer = pixels(gql, app, {"action": "create", "pixel_id": 124})
+    elif action == "remove-domain":
+        answer = domains(gql, app, "remove")
+    else:
+        answer = pixels(gql, app, {"action": "delete", "pixel_id": 123})
+    # Then it is the generic 500, after botocore's retries, and nothing changed
+    assert answer == INTERNAL_ERROR
+    assert fault.attempts == ["TransactWriteItems"] * max_attempts(client)
+    fault.lift()
+    assert [p["pixel_id"] for p in pixels(gql, app, {"action": "list"})["data"]["pixels"]] == [123]
+    assert [d["domain"] for d in domains(gql, app, "list")["data"]["domains"]] == ["shop.example"]
+
+
+def test_creating_a_pixel_without_an_id_gives_up_when_every_candidate_id_is_taken(app, gql, pixel_123):
+    # Given the next five ids the sequence would hand out already taken by explicit ids
+    upcoming = next_sequence_value("pixel_id") + 1
+    for pixel_id in range(upcoming, upcoming + 5):
+        assert pixels(gql, app, {"action": "create", "pixel_id": pixel_id})["code"] == 200
+    # When a pixel is created without an id, Then it gives up with a 500 rather than loop on
+    assert pixels(gql, app, {"action": "create"}) == {
+        "code": 500,
+        "data": {},
+        "message": "Could not allocate a pixel id",
+    }
+    # And the next one gets the first free id
+    assert pixels(gql, app, {"action": "create"})["data"]["pixel_id"] == upcoming + 5
