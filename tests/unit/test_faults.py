@@ -21,6 +21,7 @@ import pytest
 
 from pixel_core import auth, queues, tokens
 from pixel_core.clock import utc_now
+from pixel_core.config import settings
 from pixel_core.models import PixelItem, find
 from pixel_core.tokens import decrypt_access_token
 from tests.support.api_events import graphql_post, response_body
@@ -310,7 +311,7 @@ def kms_failing(code: str, inject: Any) -> KmsFailure:
     client = tokens.kms_client()
     if code == "NotFoundException":
         kms = boto3.client("kms", region_name="us-east-1")
-        alias = tokens.settings.token_key_id
+        alias = settings.token_key_id
         key_id = kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"]
         kms.delete_alias(AliasName=alias)
         calls = inject(client, "Encrypt", lambda _request: None)  # recorded, answered by moto

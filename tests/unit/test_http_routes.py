@@ -3,6 +3,7 @@ and how a body is read (through the real Lambda handler, and as uvicorn hands it
 
 import asyncio
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 from graphql_api.server import asgi_app
@@ -116,12 +117,12 @@ def call_asgi(messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]]
         "server": ("127.0.0.1", 3000),
     }
     pending = list(messages)
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return pending.pop(0) if pending else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     asyncio.run(asgi_app(scope, receive, send))
