@@ -276,7 +276,23 @@ class LocalHttpApi(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _RequestHandler)
 
     def route_for(self, method: str, path: str) -> Route | None:
-        return self.routes.get((method, path))
+        """The route of ``method`` and ``path``: an exact one, else one whose ``{name}`` segments each
+        match a non-empty segment, literal segments winning over variables from the left (HTTP API's
+        choice of the most specific route; ``{proxy+}`` is not used by the template)."""
+        exact = self.routes.get((method, path))
+        if exact is not None:
+            return exact
+        segments = path.split("/")
+        matching = [
+            route
+            for (route_method, _), route in self.routes.items()
+            if route_method == method and _matches(route.path.split("/"), segments)
+        ]
+        return max(
+            matching,
+            key=lambda route: [not part.startswith("{") for part in route.path.split("/")],
+            default=None,
+        )
 
     @contextmanager
     def request(self) -> Iterator[bool]:
@@ -316,6 +332,13 @@ class LocalHttpApi(ThreadingHTTPServer):
             logger.info("%s: connection lost: %s", client_address[0], error)
         else:
             logger.exception("request from %s failed", client_address[0])
+
+
+def _matches(template: list[str], segments: list[str]) -> bool:
+    return len(template) == len(segments) and all(
+        part == segment or (part.startswith("{") and part.endswith("}") and segment != "")
+        for part, segment in zip(template, segments, strict=True)
+    )
 
 
 def with_cors(headers: Mapping[str, str], cors_headers: Mapping[str, str]) -> dict[str, str]:

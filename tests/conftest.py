@@ -80,8 +80,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     calls) after the rest.
 
     With ``--iam-calls-out`` they are deselected instead: a later ``--iam-calls-in`` run has them.
+    So they are on a pytest-xdist worker, which sees only its own tests' calls (make test runs both).
     """
-    if config.getoption("iam_calls_out") is not None:
+    if config.getoption("iam_calls_out") is not None or hasattr(config, "workerinput"):
         deselected = [item for item in items if _runs_last(item)]
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if not _runs_last(item)]

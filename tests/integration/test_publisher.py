@@ -17,7 +17,7 @@ from devtools.functions import load_handler
 from devtools.sqs_event_source import SqsEventSource
 from devtools.template import sqs_triggers
 from pixel_core import config, publishing, queues, tokens
-from pixel_core.events import PixelEvent
+from pixel_core.events import MAX_EVENTS_PER_REQUEST, PixelEvent
 from pixel_core.models import PixelItem, TableItem, TotalsItem, find
 from pixel_core.signal_configs import Connection, setup_pixel
 from tests.conftest import CLIENT_IP, USER_AGENT
@@ -402,7 +402,7 @@ def test_a_meta_4xx_for_one_event_out_of_1000_publishes_the_other_999_counts_1_a
     if meta_names_the_event:
         assert len(refused) == 1
     else:
-        assert 1 <= len(refused) <= math.ceil(math.log2(publishing.MAX_EVENTS_PER_REQUEST)) + 1
+        assert 1 <= len(refused) <= math.ceil(math.log2(MAX_EVENTS_PER_REQUEST)) + 1
         assert [len(request.body["data"]) for request in refused][-1] == 1
     # ...an error about one event is no error of the pixel, and the log names Meta's code, not the event
     assert pixel_item().attribute_values.get("api_error_code") is None

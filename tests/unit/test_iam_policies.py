@@ -17,6 +17,7 @@ import fnmatch
 import json
 import re
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,8 +322,10 @@ EVENT_FILTER = """mutation M($tenantId: ID!, $input: UpdateEventFilterInput!) { 
 DOMAIN_FILTER = """mutation M($tenantId: ID!, $input: UpdateDomainFilterInput!) { tenantMutations(tenantId: $tenantId) {
   updateDomainFilter(input: $input) { updatedFilters { id } } } }"""
 TENANT_QUERIES = """query Q($tenantId: ID!) { tenantQueries(tenantId: $tenantId) {
-  account { signalConfigs { id connectionStatus { totalEventsReceived totalEventsPublished } } }
+  account { signalConfigs { id connectionStatus { totalEventsReceived totalEventsPublished accessKey } } }
   eventFilters { id } domainFilters { id } } }"""
+ROTATE_KEY = """mutation M($tenantId: ID!, $id: ID!) { tenantMutations(tenantId: $tenantId) {
+  signalMutations { rotatePixelAccessKey(id: $id) { success connectionStatus { accessKey } } } } }"""
 DELETE_DATA_SOURCE = """mutation M($tenantId: ID!, $id: ID!) { tenantMutations(tenantId: $tenantId) {
   signalMutations { deleteDataSource(id: $id) } } }"""
 
@@ -417,6 +420,18 @@ def run_workload(
     heropixel(STATS, pixel_id=123, **{"from": "2020-01-01", "to": "2020-03-01"})
     accounts = capig(TENANT_QUERIES)["tenantQueries"]["account"]["signalConfigs"]
     assert sorted(config["connectionStatus"]["totalEventsPublished"] for config in accounts) == [0.0, 1.0]
+    # Server events in Meta's format, with the pixel's access key (read back, then rotated)
+    rotated = capig(ROTATE_KEY, id=str(PIXEL))["tenantMutations"]["signalMutations"]["rotatePixelAccessKey"]
+    server_event = {
+        "event_name": "Purchase",
+        "event_time": int(time.time()),
+        "action_source": "website",
+        "event_source_url": "https://shop.example.com/checkout",
+        "user_data": {"em": ["a@x.com"], "client_user_agent": "Mozilla/5.0"},
+    }
+    body = {"data": [server_event], "accessKey": rotated["connectionStatus"]["accessKey"]}
+    answer = handler(api_event(f"/capi/{PIXEL}/events", None, body), lambda_context)
+    assert json.loads(answer["body"])["events_received"] == 1, answer
     assert capig(DELETE_DATA_SOURCE, id=str(PIXEL))["tenantMutations"]["signalMutations"]["deleteDataSource"]
     heropixel(PIXELS, action="delete", pixel_id=123)
     run_cleanup_out_of_time_once(cleanup)

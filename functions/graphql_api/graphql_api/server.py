@@ -1,11 +1,11 @@
-"""The ASGI app: GraphQL at /graphql and /capig/graphql/, a readiness check at /health.
+"""The ASGI app: GraphQL at /graphql and /capig/graphql/, server events in Meta's format
+(graphql_api/server_events.py), a readiness check at /health.
 
 Built once per container from the settings read at cold start (`graphql_app`, `asgi_app`); tests
 build others from other settings with `create_graphql_app` and `create_asgi_app`. Mangum serves it
 in Lambda; `make dev` serves the same app with uvicorn.
 """
 
-import json
 import logging
 import re
 from collections.abc import Coroutine
@@ -19,10 +19,11 @@ from graphql import GraphQLError, GraphQLSchema
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from graphql_api import limits
+from graphql_api import limits, server_events
 from graphql_api.documents import DocumentCache
 from graphql_api.resolvers import bindables
 from graphql_api.resolvers.errors import format_error
+from graphql_api.server_events import send_json
 from pixel_core.config import Settings, settings
 from pixel_core.health import readiness
 
@@ -107,20 +108,13 @@ def _request_error(message: str, code: int) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code}}]}
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
 def create_asgi_app(settings: Settings, graphql_app: ASGIApp | None = None) -> AsgiHandler:
     """The routes, around `graphql_app` (built from `settings` when not given)."""
     graphql = graphql_app or create_graphql_app(settings)
     max_body_bytes = settings.max_body_bytes
 
     async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
-        # Three routes do not justify a web framework's import cost on every cold start.
+        # Four routes do not justify a web framework's import cost on every cold start.
         path = scope.get("path", "")
         if scope["type"] == "http" and path in GRAPHQL_PATHS:
             # Read (within the limit) before anything parses it: an oversized body costs nothing more.
@@ -145,6 +139,12 @@ def create_asgi_app(settings: Settings, graphql_app: ASGIApp | None = None) -> A
                 200 if healthy else 503,
                 {"status": "ok" if healthy else "unavailable", "checks": checks},
             )
+        elif (
+            scope["type"] == "http"
+            and scope.get("method") == "POST"
+            and (pixel_id := server_events.pixel_of(path)) is not None
+        ):
+            await server_events.handle(scope, receive, send, pixel_id, settings.max_server_events_body_bytes)
         elif scope["type"] == "http":
             await send_json(send, 404, {"message": "Not Found"})
 

@@ -39,6 +39,9 @@ class Settings:
     max_aliases: int = 20
     max_query_tokens: int = 2000
     max_body_bytes: int = 64 * 1024
+    # A server-events request may carry Meta's 1,000 events (of up to ~4 KB each with every key):
+    # the same 413 before parsing, at a size made for them, below Lambda's 6 MB payload limit.
+    max_server_events_body_bytes: int = 4 * 1024 * 1024
 
     @property
     def is_production(self) -> bool:
@@ -64,6 +67,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         max_aliases=int(environ.get("MAX_ALIASES", "20")),
         max_query_tokens=int(environ.get("MAX_QUERY_TOKENS", "2000")),
         max_body_bytes=int(environ.get("MAX_BODY_BYTES", str(64 * 1024))),
+        max_server_events_body_bytes=int(environ.get("MAX_SERVER_EVENTS_BODY_BYTES", str(4 * 1024 * 1024))),
     )
 
 

@@ -21,6 +21,10 @@ Format version 1, one JSON object per SQS message (a sample is events/sqs_pixel_
 | custom_data      | object or null  | `track`'s custom data, passed on to Meta                  |
 | unpublishable    | string or null  | why it must not go to Meta (publishing off, event filter) |
 | incarnation      | string or null  | the pixel's incarnation at intake (16 hex digits)         |
+| user_data        | object or null  | a server event's Meta-ready user_data: SHA-256 hashes, and fbp, fbc, IP, user agent as given |
+| action_source    | string or null  | Meta's action_source; null: `website`                      |
+| meta_options     | object or null  | a server event's opt_out, data_processing_options (with _country, _state), referrer_url |
+| test_event_code  | string or null  | a server request's test code (Meta's Test Events tool)    |
 """
 
 import json
@@ -50,6 +54,12 @@ MAX_USER_AGENT_LENGTH = 1024  # intake cuts longer ones
 MAX_URL_LENGTH = 2048
 MAX_CUSTOM_DATA_BYTES = 8 * 1024
 MAX_CUSTOM_DATA_DEPTH = 10
+MAX_USER_DATA_BYTES = 16 * 1024  # every key with its most values and longest user agent fits
+MAX_ACTION_SOURCE_LENGTH = 32
+TEST_EVENT_CODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Meta's: at most this many events a request, each at most this old (it refuses the whole request).
+MAX_EVENTS_PER_REQUEST = 1_000
+MAX_EVENT_AGE_SECONDS = 7 * 86_400
 
 
 def reason_text(reason: str) -> str:
@@ -78,6 +88,10 @@ class PixelEvent:
     custom_data: dict[str, Any] | None = None
     unpublishable: str | None = None
     incarnation: str | None = None
+    user_data: dict[str, Any] | None = None
+    action_source: str | None = None
+    meta_options: dict[str, Any] | None = None
+    test_event_code: str | None = None
 
     @property
     def day(self) -> str:
@@ -130,6 +144,10 @@ class PixelEvent:
             custom_data=_optional_object(data, "custom_data"),
             unpublishable=_optional_text(data, "unpublishable", MAX_REASON_LENGTH),
             incarnation=_optional_matching(data, "incarnation", INCARNATION),
+            user_data=_optional_object(data, "user_data", MAX_USER_DATA_BYTES),
+            action_source=_optional_text(data, "action_source", MAX_ACTION_SOURCE_LENGTH),
+            meta_options=_optional_object(data, "meta_options", MAX_CUSTOM_DATA_BYTES),
+            test_event_code=_optional_matching(data, "test_event_code", TEST_EVENT_CODE),
         )
 
 
@@ -162,10 +180,12 @@ def _number[NumberT: (int, float)](data: dict[str, Any], name: str, kind: type[N
     return kind(value)
 
 
-def _optional_object(data: dict[str, Any], name: str) -> dict[str, Any] | None:
+def _optional_object(data: dict[str, Any], name: str, max_bytes: int | None = None) -> dict[str, Any] | None:
     value = data.get(name)
     if value is not None and not isinstance(value, dict):
         raise InvalidEventMessage(f"{name}: expected an object")
+    if value is not None and max_bytes is not None and len(json.dumps(value)) > max_bytes:
+        raise InvalidEventMessage(f"{name}: larger than {max_bytes} bytes")
     return value
 
 

@@ -72,10 +72,16 @@ class IntakeResult:
     message: str
 
 
-def drop_reason(pixel: PixelItem, tenant: TenantItem | None, domain: str) -> str | None:
-    """Why an event from `domain` is not counted as received; None when it is."""
+def drop_reason(pixel: PixelItem, tenant: TenantItem | None, domain: str | None) -> str | None:
+    """Why an event from `domain` is not counted as received; None when it is.
+
+    No domain: a server event with no page (from an app, a store, a call), which no domain rule
+    can concern.
+    """
     if not pixel.receiving_enabled:
         return f"receiving is turned off for pixel {pixel.pixel_id}"
+    if domain is None:
+        return None
     pixel_verdict = verdict(pixel.domain_filters, None, domain, match_subdomains=True)
     global_verdict = verdict(None, tenant.domain_filters if tenant else None, domain, match_subdomains=True)
     if (pixel_verdict or global_verdict) == "DROP":

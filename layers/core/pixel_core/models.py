@@ -142,6 +142,9 @@ class PixelItem(TableItem, discriminator="pixel"):
     token_rejected = BooleanAttribute(default=False)
     api_error_code = NumberAttribute(null=True)
     test_event_code = UnicodeAttribute(null=True)  # passed to Meta, for its Test Events tool
+    # The pixel access key (pixel_core.access_keys): its SHA-256 and its KMS ciphertext, never in clear.
+    access_key_sha256 = UnicodeAttribute(null=True)
+    access_key_ciphertext = UnicodeAttribute(null=True)
     # New each time the pixel id is set up: its events carry it, so events of a deleted pixel are
     # never counted into, or published with the token of, a pixel later set up under the same id.
     # None on pixels (and events) from before incarnations existed.

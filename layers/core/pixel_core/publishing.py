@@ -44,7 +44,7 @@ from pynamodb.expressions.update import Action
 
 from pixel_core.config import settings
 from pixel_core.counters import MAX_RETRIES, RETRYABLE_ERRORS, RETRYABLE_REASONS, retry_delay
-from pixel_core.events import PixelEvent
+from pixel_core.events import MAX_EVENT_AGE_SECONDS, MAX_EVENTS_PER_REQUEST, PixelEvent
 from pixel_core.models import (
     MARKER_TTL,
     PixelItem,
@@ -61,8 +61,6 @@ from pixel_core.queues import MAX_DELAY_SECONDS, enqueue_all
 from pixel_core.strict_json import is_strict_json
 from pixel_core.tokens import TokenDecryptionError, decrypt_access_token
 
-MAX_EVENTS_PER_REQUEST = 1_000  # Meta's limit
-MAX_EVENT_AGE_SECONDS = 7 * 86_400  # Meta rejects the whole request if one event is older
 REQUEST_TIMEOUT_SECONDS = 1.5
 ATTEMPTS = 3
 # No request is started with less than this left of the invocation: one more request with all its
@@ -164,20 +162,24 @@ def http() -> Any:
 
 
 def meta_event(event: PixelEvent) -> dict[str, Any]:
-    """One event in Meta's format. The e-mail only ever as its SHA-256; an MD5 cannot be sent."""
-    user_data: dict[str, Any] = {}
+    """One event in Meta's format. The e-mail only ever as its SHA-256; an MD5 cannot be sent.
+
+    A server event brings its own user_data, already hashed at intake (pixel_core.user_data).
+    """
+    user_data: dict[str, Any] = dict(event.user_data or {})
     if event.email_sha256:
-        user_data["em"] = [event.email_sha256]
+        user_data.setdefault("em", [event.email_sha256])
     if event.client_ip:
-        user_data["client_ip_address"] = event.client_ip
+        user_data.setdefault("client_ip_address", event.client_ip)
     if event.user_agent:
-        user_data["client_user_agent"] = event.user_agent
+        user_data.setdefault("client_user_agent", event.user_agent)
     body: dict[str, Any] = {
         "event_name": event.event_name,
         "event_time": event.event_time,
         "event_id": event.event_id,
-        "action_source": "website",
+        "action_source": event.action_source or "website",
         "user_data": user_data,
+        **(event.meta_options or {}),
     }
     if event.event_source_url:
         body["event_source_url"] = event.event_source_url
@@ -189,10 +191,12 @@ def meta_event(event: PixelEvent) -> dict[str, Any]:
 
 
 def send_to_meta(pixel: PixelItem, token: str, events: list[PixelEvent]) -> None:
+    """One request; the events share their test event code (``_send`` groups them by it)."""
     version = pixel.api_version or settings.graph_api_version
     payload: dict[str, Any] = {"data": [meta_event(event) for event in events], "access_token": token}
-    if pixel.test_event_code:
-        payload["test_event_code"] = pixel.test_event_code
+    test_event_code = events[0].test_event_code or pixel.test_event_code
+    if test_event_code:
+        payload["test_event_code"] = test_event_code
     body = json.dumps(payload, allow_nan=False).encode()  # never invalid JSON: Meta would refuse all
     try:
         response = http().request(
@@ -304,9 +308,14 @@ def _send(run: _Run, pixel: PixelItem, token: str, events: list[PixelEvent]) -> 
     """Requests of at most 1,000 events; a request split to find the events at fault comes back here."""
     outcome = run.outcome
     found = _Refused()  # events refused on their own, with nothing naming them
+    # A request carries one test event code (a server request's own, else the pixel's).
+    by_test_code: dict[str | None, list[PixelEvent]] = defaultdict(list)
+    for event in events:
+        by_test_code[event.test_event_code].append(event)
     requests = deque(
-        events[start : start + MAX_EVENTS_PER_REQUEST]
-        for start in range(0, len(events), MAX_EVENTS_PER_REQUEST)
+        group[start : start + MAX_EVENTS_PER_REQUEST]
+        for group in by_test_code.values()
+        for start in range(0, len(group), MAX_EVENTS_PER_REQUEST)
     )
     while requests:
         chunk = requests.popleft()

@@ -7,9 +7,11 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
+from pixel_core import access_keys
 from pixel_core.auth import Principal
 from pixel_core.clock import utc_now
 from pixel_core.errors import BadRequest, PixelNotFound, Unauthorized
+from pixel_core.events import TEST_EVENT_CODE
 from pixel_core.models import PixelItem, TotalsItem, find, is_condition_failure
 from pixel_core.pixel_ids import InvalidPixelIdError, parse_pixel_id
 from pixel_core.pixels import MAX_NAME_LENGTH, clean_name, delete_pixel, forget_recent_pixels, insert_pixel
@@ -76,7 +78,7 @@ class Connection:
 def _test_event_code(value: object) -> str | None:
     if value is None or value == "":
         return value  # None or "": both meaningful
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+    if not isinstance(value, str) or not TEST_EVENT_CODE.fullmatch(value):
         raise BadRequest("Invalid input: testEventCode")
     return value
 
@@ -111,6 +113,9 @@ def setup_pixel(tenant_id: str, connection: Connection) -> PixelItem:
         connected["name"] = connection.name
     if connection.test_event_code is not None:
         connected["test_event_code"] = connection.test_event_code or None
+    if existing is None or not existing.access_key_sha256:
+        # Set up again, a pixel keeps its access key: the servers that send with it keep working.
+        connected.update(access_keys.new_key_attributes(tenant_id, connection.pixel_id))
     refused = BadRequest(f"Invalid input: pixel {connection.pixel_id} cannot be set up for this account")
     if existing is None:
         pixel = PixelItem.new(connection.pixel_id, tenant_id, created_at=utc_now(), **connected)
@@ -144,6 +149,24 @@ def set_status(tenant_id: str, pixel_id: int, status: object, *, receiving: bool
     return pixel
 
 
+def rotate_access_key(tenant_id: str, pixel_id: int) -> PixelItem:
+    """A new access key for the tenant's pixel; the old one stops working at once (intake reads the
+    pixel's key with a consistent read, never from a cache)."""
+    pixel = tenant_pixel(tenant_id, pixel_id)
+    attributes = access_keys.new_key_attributes(tenant_id, pixel_id)
+    try:
+        pixel.update(
+            actions=[getattr(PixelItem, name).set(value) for name, value in attributes.items()],
+            condition=PixelItem.tenant_id == tenant_id,
+        )
+    except UpdateError as error:
+        if is_condition_failure(error):  # deleted, or set up for another tenant, meanwhile
+            raise PixelNotFound(pixel_id) from None
+        raise
+    forget_recent_pixels()
+    return pixel
+
+
 def delete_data_source(principal: Principal, tenant_id: str, pixel_id: int) -> None:
     tenant_pixel(tenant_id, pixel_id)
     delete_pixel(principal, pixel_id)
@@ -156,7 +179,8 @@ def connection_status(pixel: PixelItem, totals: TotalsItem | None) -> dict[str, 
         "access_token_available": token_stored,
         "active": bool(pixel.receiving_enabled and pixel.publishing_enabled),
         "connected": token_stored and not pixel.token_rejected,
-        "access_key": None,
+        # Decrypted (one KMS call) only when a query selects it: graphql-core calls a callable value.
+        "access_key": lambda _info: access_keys.readable_key(pixel),
         "event_bridge_active": bool(pixel.receiving_enabled),
         "publishing_enabled": bool(pixel.publishing_enabled),
         "api_error_code": int(pixel.api_error_code) if pixel.api_error_code is not None else None,

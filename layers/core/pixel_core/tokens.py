@@ -62,12 +62,19 @@ def _key_id() -> str:
     return settings.token_key_id
 
 
-def _encryption_context(tenant_id: str, pixel_id: int) -> dict[str, str]:
-    return {"tenant_id": tenant_id, "pixel_id": str(pixel_id)}
+# The encryption context's `secret` of a pixel access key (pixel_core.access_keys). Meta access
+# tokens have none: the template lets the API function decrypt only what carries this one, and the
+# publisher only what carries none, so neither function can read the other's secrets.
+ACCESS_KEY_SECRET = "pixel-access-key"  # noqa: S105  # a label in the encryption context, not a secret
 
 
-def encrypt_access_token(token: str, *, tenant_id: str, pixel_id: int) -> str:
-    """Base64 of the KMS ciphertext of ``token``, bound to ``tenant_id`` and ``pixel_id``.
+def _encryption_context(tenant_id: str, pixel_id: int, secret: str | None = None) -> dict[str, str]:
+    context = {"tenant_id": tenant_id, "pixel_id": str(pixel_id)}
+    return context if secret is None else {**context, "secret": secret}
+
+
+def encrypt_access_token(token: str, *, tenant_id: str, pixel_id: int, secret: str | None = None) -> str:
+    """Base64 of the KMS ciphertext of ``token``, bound to ``tenant_id``, ``pixel_id`` (and ``secret``).
 
     Raises ValueError for an empty token or one over 4096 bytes (UTF-8); KMS errors propagate as
     botocore exceptions, whose messages come from KMS and carry no plaintext.
@@ -78,19 +85,19 @@ def encrypt_access_token(token: str, *, tenant_id: str, pixel_id: int) -> str:
     response = kms_client().encrypt(
         KeyId=_key_id(),
         Plaintext=plaintext,
-        EncryptionContext=_encryption_context(tenant_id, pixel_id),
+        EncryptionContext=_encryption_context(tenant_id, pixel_id, secret),
     )
     return base64.b64encode(response["CiphertextBlob"]).decode("ascii")
 
 
-def decrypt_access_token(ciphertext: str, *, tenant_id: str, pixel_id: int) -> str:
+def decrypt_access_token(ciphertext: str, *, tenant_id: str, pixel_id: int, secret: str | None = None) -> str:
     """The access token that ``encrypt_access_token`` encrypted for this tenant and pixel.
 
     Raises TokenDecryptionError on any failure. Its message names the kind of failure only, and it
     is raised outside of any ``except`` block, so it carries no chained exception (a
     UnicodeDecodeError, for one, would hold the decrypted bytes).
     """
-    token, failure = _decrypt(ciphertext, _encryption_context(tenant_id, pixel_id))
+    token, failure = _decrypt(ciphertext, _encryption_context(tenant_id, pixel_id, secret))
     if token is None:
         raise TokenDecryptionError(f"Access token could not be decrypted ({failure})")
     return token

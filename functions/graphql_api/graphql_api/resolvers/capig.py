@@ -98,6 +98,15 @@ signal_mutations.set_field("updateSignalConfigEventsStatus", _status_resolver(re
 signal_mutations.set_field("updateSignalConfigCapiPublish", _status_resolver(receiving=False))
 
 
+@signal_mutations.field("rotatePixelAccessKey")
+@capig_errors
+def resolve_rotate_access_key(call: TenantCall, _info: GraphQLResolveInfo[Any], id: str) -> dict[str, Any]:
+    pixel_id = signal_configs.pixel_id_of(id)
+    pixel = signal_configs.rotate_access_key(call.tenant_id, pixel_id)
+    totals = signal_configs.totals_of([pixel_id]).get(pixel_id)
+    return {"success": True, "connection_status": signal_configs.connection_status(pixel, totals)}
+
+
 def _filter_data(item: filters.Filter) -> dict[str, Any]:
     subject = "event_name" if item.kind == "event" else "domain"
     pixel_id = str(item.pixel_id) if item.pixel_id is not None else None

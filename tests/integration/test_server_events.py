@@ -1,0 +1,330 @@
+"""Server events in Meta's format, with a pixel access key: through the GraphQL function's Lambda
+handler (as API Gateway invokes it), then counted and published by the real functions behind their
+queues (moto), to a local fake Meta."""
+
+import dataclasses
+import hashlib
+import json
+import time
+import urllib.parse
+
+import pytest
+
+from devtools.fake_meta import FakeMeta
+from pixel_core import config, publishing
+from pixel_core.models import TotalsItem
+from pixel_core.signal_configs import Connection, setup_pixel
+from tests.support.api_events import http_api_event, response_body
+from tests.support.documents import STATS
+
+PIXEL = 18904456377094531
+TOKEN = "EAAB-test-access-token-0123456789"
+EMAIL = "john_smith@gmail.com"
+EMAIL_SHA256 = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"  # Meta's own example
+USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"
+FBP = "fb.1.1596403881668.1116446470"
+FBC = "fb.1.1554763741205.AbCdEfGhIjKlMnOpQrStUvWxYz1234567890"
+ACCESS_KEY = """query K($tenantId: ID!) { tenantQueries(tenantId: $tenantId) {
+  account { signalConfigs { connectionStatus { pixelID accessKey } } } } }"""
+ROTATE = """mutation R($tenantId: ID!, $id: ID!) { tenantMutations(tenantId: $tenantId) {
+  signalMutations { rotatePixelAccessKey(id: $id) { success connectionStatus { accessKey } } } } }"""
+
+
+@pytest.fixture
+def meta(monkeypatch):
+    with FakeMeta() as fake:
+        monkeypatch.setattr(
+            publishing, "settings", dataclasses.replace(config.settings, graph_api_base_url=fake.base_url)
+        )
+        yield fake
+
+
+@pytest.fixture
+def connected(app, table):
+    connection = Connection(PIXEL, "2840127409433732", TOKEN, "633612748410ba6e902", "v14.0", None)
+    return setup_pixel(app.tenant_id, connection)
+
+
+def access_key(gql, app):
+    answer = gql(ACCESS_KEY, {"tenantId": app.tenant_id}, app.basic_header)
+    assert answer.errors is None, answer.errors
+    (config_,) = answer.data["tenantQueries"]["account"]["signalConfigs"]
+    return config_["connectionStatus"]["accessKey"]
+
+
+def server_event(**overrides):
+    event = {
+        "event_name": "Purchase",
+        "event_time": int(time.time()) - 60,
+        "event_id": "order-1001",
+        "action_source": "website",
+        "event_source_url": "https://shop.example.com/checkout",
+        "user_data": {
+            "em": [f"  {EMAIL.upper()} "],
+            "ph": ["+1 (650) 555-1212"],
+            "client_ip_address": "203.0.113.9",
+            "client_user_agent": USER_AGENT,
+            "fbp": FBP,
+            "fbc": FBC,
+        },
+        "custom_data": {"value": 42.5, "currency": "EUR"},
+    }
+    return {**event, **overrides}
+
+
+def post(handler, lambda_context, path, body, *, content_type="application/json", query="", headers=None):
+    event = http_api_event(body, path=path, headers={"content-type": content_type, **(headers or {})})
+    event["rawQueryString"] = query
+    event["routeKey"] = event["requestContext"]["routeKey"] = (
+        "POST /capi/{pixelId}/events" if path.startswith("/capi/") else "POST /{apiVersion}/{pixelId}/events"
+    )
+    response = handler(event, lambda_context)
+    return response["statusCode"], response_body(response)
+
+
+def totals():
+    return TotalsItem.get(*TotalsItem.key(PIXEL))
+
+
+def test_the_capig_form_with_the_access_key_is_received_counted_and_published_with_its_hashes(
+    app, gql, connected, meta, handler, lambda_context, aggregator, publisher, queued_messages, json_logs
+):
+    # Given the pixel's access key, as its tenant reads it
+    key = access_key(gql, app)
+    assert key
+    # When a server sends one event at the gateway's path, the key in the body
+    body = json.dumps({"data": [server_event()], "accessKey": key})
+    status, answer = post(handler, lambda_context, f"/capi/{PIXEL}/events", body)
+    # Then it is answered as Meta answers
+    assert status == 200
+    assert (answer["events_received"], answer["messages"]) == (1, [])
+    assert answer["fbtrace_id"]
+    # And once counted and published, Meta got it with its user_data hashed at the edge
+    aggregator()
+    publisher()
+    (sent,) = meta.events()
+    assert sent["event_id"] == "order-1001"
+    assert sent["action_source"] == "website"
+    assert sent["event_source_url"] == "https://shop.example.com/checkout"
+    assert sent["custom_data"] == {"value": 42.5, "currency": "EUR"}
+    assert sent["user_data"]["em"] == [EMAIL_SHA256]
+    assert sent["user_data"]["ph"] == [hashlib.sha256(b"16505551212").hexdigest()]
+    assert (sent["user_data"]["fbp"], sent["user_data"]["fbc"]) == (FBP, FBC)
+    assert sent["user_data"]["client_ip_address"] == "203.0.113.9"
+    assert sent["user_data"]["client_user_agent"] == USER_AGENT
+    assert (int(totals().events_received), int(totals().events_published)) == (1, 1)
+    # And neither the e-mail in clear nor the key was logged
+    logged = json.dumps(json_logs())
+    assert "Request handled" in logged
+    assert "john_smith" not in logged.lower()
+    assert key not in logged
+
+
+def test_the_graph_api_path_takes_a_form_body_with_data_and_events_as_strings_and_the_token_in_the_query(
+    app, gql, connected, handler, lambda_context, queued_messages
+):
+    # Given two events sent as Meta's SDKs send them: form-encoded, `data` a JSON string
+    key = access_key(gql, app)
+    events = [json.dumps(server_event(event_id="a-1")), server_event(event_id="a-2")]
+    body = urllib.parse.urlencode({"data": json.dumps(events), "test_event_code": "TEST123"})
+    # When they go to the Graph API's own path, access_token in the query string
+    status, answer = post(
+        handler,
+        lambda_context,
+        f"/v21.0/{PIXEL}/events",
+        body,
+        content_type="application/x-www-form-urlencoded",
+        query=urllib.parse.urlencode({"access_token": key}),
+    )
+    # Then both are received and queued, with the request's test event code
+    assert (status, answer["events_received"]) == (200, 2), answer
+    queued = [json.loads(message) for message in queued_messages("EventsQueue")]
+    assert sorted(message["event_id"] for message in queued) == ["a-1", "a-2"]
+    assert {message["test_event_code"] for message in queued} == {"TEST123"}
+
+
+def test_a_bearer_header_carries_the_key_too(app, gql, connected, handler, lambda_context):
+    key = access_key(gql, app)
+    body = json.dumps({"data": [server_event()]})
+    status, answer = post(
+        handler, lambda_context, f"/capi/{PIXEL}/events", body, headers={"authorization": f"Bearer {key}"}
+    )
+    assert (status, answer["events_received"]) == (200, 1)
+
+
+def test_a_missing_wrong_or_rotated_key_or_another_pixel_is_meta_code_190_and_queues_nothing(
+    app, gql, connected, handler, lambda_context, queued_messages
+):
+    old_key = access_key(gql, app)
+    # When the key is rotated
+    rotated = gql(ROTATE, {"tenantId": app.tenant_id, "id": str(PIXEL)}, app.basic_header)
+    assert rotated.errors is None, rotated.errors
+    new_key = rotated.data["tenantMutations"]["signalMutations"]["rotatePixelAccessKey"]["connectionStatus"][
+        "accessKey"
+    ]
+    assert new_key
+    assert new_key != old_key
+    assert access_key(gql, app) == new_key
+    # Then the old key, no key, a wrong key and the right key on another pixel are all refused alike
+    refused = [
+        (f"/capi/{PIXEL}/events", {"data": [server_event()], "accessKey": old_key}),
+        (f"/capi/{PIXEL}/events", {"data": [server_event()]}),
+        (f"/capi/{PIXEL}/events", {"data": [server_event()], "accessKey": new_key + "x"}),
+        (f"/capi/{PIXEL + 1}/events", {"data": [server_event()], "accessKey": new_key}),
+    ]
+    for path, body in refused:
+        status, answer = post(handler, lambda_context, path, json.dumps(body))
+        assert status == 400, (path, answer)
+        assert (answer["error"]["code"], answer["error"]["type"]) == (190, "OAuthException")
+        assert answer["error"]["fbtrace_id"]
+    assert queued_messages("EventsQueue") == []
+    # And the new key works at once
+    status, _ = post(
+        handler,
+        lambda_context,
+        f"/capi/{PIXEL}/events",
+        json.dumps({"data": [server_event()], "accessKey": new_key}),
+    )
+    assert status == 200
+
+
+def test_another_tenant_can_neither_read_nor_rotate_the_key(app, make_app, gql, connected):
+    other = make_app("other-tenant")
+    answer = gql(ACCESS_KEY, {"tenantId": other.tenant_id}, other.basic_header)
+    assert answer.data["tenantQueries"]["account"]["signalConfigs"] == []
+    rotated = gql(ROTATE, {"tenantId": other.tenant_id, "id": str(PIXEL)}, other.basic_header)
+    assert rotated.errors[0].extensions["code"] == 404
+    assert access_key(gql, app)  # unchanged, still there
+
+
+NOW = int(time.time())
+
+
+@pytest.mark.parametrize(
+    ("event", "subcode", "message"),
+    [
+        pytest.param({"event_name": None}, 2804019, "event_name is required", id="no-event-name"),
+        pytest.param({"event_time": None}, 2804019, "event_time is required", id="no-event-time"),
+        pytest.param({"event_time": NOW - 8 * 86_400}, 2804003, "more than 7 days", id="too-old"),
+        pytest.param({"event_time": NOW + 3_600}, 2804019, "in the future", id="future"),
+        pytest.param({"event_time": "yesterday"}, 2804019, "Unix timestamp", id="time-not-a-number"),
+        pytest.param({"action_source": None}, 2804019, "action_source is required", id="no-action-source"),
+        pytest.param({"action_source": "web"}, 2804019, "must be one of", id="unknown-action-source"),
+        pytest.param({"event_source_url": None}, 2804019, "website events need", id="website-without-url"),
+        pytest.param(
+            {"user_data": {"em": [EMAIL]}}, 2804019, "website events need", id="website-without-user-agent"
+        ),
+        pytest.param({"user_data": {}}, 2804019, "user_data is required", id="no-user-data"),
+        pytest.param(
+            {"user_data": {"email": EMAIL, "client_user_agent": "x"}}, 2804019, "user_data.", id="bad-key"
+        ),
+        pytest.param({"event_id": "x" * 129}, 2804019, "event_id", id="long-event-id"),
+        pytest.param({"custom_data": {"value": "x" * 9000}}, 2804019, "custom_data", id="big-custom-data"),
+        pytest.param({"opt_out": "yes"}, 2804019, "opt_out", id="opt-out-not-bool"),
+        pytest.param({"surprise": 1}, 2804019, "unknown parameter surprise", id="unknown-field"),
+    ],
+)
+def test_one_invalid_event_refuses_the_request_with_metas_code_100_and_queues_nothing(
+    app, gql, connected, handler, lambda_context, queued_messages, event, subcode, message
+):
+    # Given a valid event and, after it, one that breaks one of Meta's rules
+    key = access_key(gql, app)
+    broken = {
+        name: value
+        for name, value in server_event(**{"event_id": "bad", **event}).items()
+        if value is not None
+    }
+    body = json.dumps({"data": [server_event(event_id="good"), broken], "accessKey": key})
+    # When they are sent together
+    status, answer = post(handler, lambda_context, f"/capi/{PIXEL}/events", body)
+    # Then Meta's invalid-parameter answer names the event at fault, and neither was queued
+    assert status == 400
+    error = answer["error"]
+    assert (error["code"], error["error_subcode"], error["type"]) == (100, subcode, "OAuthException")
+    assert error["error_user_msg"].startswith("data[1]: ")
+    assert message in error["error_user_msg"]
+    assert EMAIL not in json.dumps(answer)
+    assert queued_messages("EventsQueue") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param("{not json", "not valid JSON", id="malformed"),
+        pytest.param('{"data": [NaN], "accessKey": "K"}', "not valid JSON", id="nan"),
+        pytest.param('["a list"]', "must be a JSON object", id="not-an-object"),
+        pytest.param('{"data": {}, "accessKey": "K"}', "non-empty array", id="data-not-a-list"),
+        pytest.param('{"data": [], "accessKey": "K"}', "non-empty array", id="no-events"),
+        pytest.param('{"data": "[oops", "accessKey": "K"}', "JSON array", id="data-string-not-json"),
+        pytest.param('{"data": ["{oops"], "accessKey": "K"}', "JSON object", id="event-string-not-json"),
+        pytest.param("[" * 100_000 + "]" * 100_000, "not valid JSON", id="nested-too-deep"),
+    ],
+)
+def test_malformed_bodies_are_metas_code_100(app, gql, connected, handler, lambda_context, body, message):
+    key = access_key(gql, app)
+    status, answer = post(
+        handler, lambda_context, f"/capi/{PIXEL}/events", body.replace('"K"', json.dumps(key))
+    )
+    assert status == 400
+    assert answer["error"]["code"] == 100
+    assert message in answer["error"]["error_user_msg"]
+
+
+def test_more_than_1000_events_are_refused_and_1000_are_taken(
+    app, gql, connected, handler, lambda_context, queued_messages
+):
+    key = access_key(gql, app)
+    events = [server_event(event_id=f"bulk-{n}") for n in range(1001)]
+    status, answer = post(
+        handler, lambda_context, f"/capi/{PIXEL}/events", json.dumps({"data": events, "accessKey": key})
+    )
+    assert (status, answer["error"]["code"]) == (400, 100)
+    assert "At most 1000 events" in answer["error"]["error_user_msg"]
+    status, answer = post(
+        handler,
+        lambda_context,
+        f"/capi/{PIXEL}/events",
+        json.dumps({"data": events[:1000], "accessKey": key}),
+    )
+    assert (status, answer["events_received"]) == (200, 1000)
+    assert len(queued_messages("EventsQueue")) == 1000
+
+
+def test_an_oversized_body_is_a_413_in_metas_shape(app, gql, connected, handler, lambda_context):
+    # Over the 4 MiB made for 1,000 full events (the GraphQL API's 64 KiB would not hold them)
+    body = json.dumps({"data": [server_event(custom_data={"blob": "x" * 8000})] * 1000})
+    assert len(body) > config.settings.max_server_events_body_bytes
+    status, answer = post(handler, lambda_context, f"/capi/{PIXEL}/events", body)
+    assert status == 413
+    assert answer["error"]["code"] == 100
+
+
+def test_server_pageviews_count_in_stats_and_options_reach_meta_as_given(
+    app, gql, connected, meta, handler, lambda_context, aggregator, publisher
+):
+    # Given a server PageView with an e-mail in clear and Meta's data processing options
+    key = access_key(gql, app)
+    event = server_event(
+        event_name="PageView",
+        event_id="pv-1",
+        data_processing_options=["LDU"],
+        data_processing_options_country=1,
+        data_processing_options_state=1000,
+        opt_out=False,
+    )
+    status, _ = post(
+        handler, lambda_context, f"/capi/{PIXEL}/events", json.dumps({"data": [event], "accessKey": key})
+    )
+    assert status == 200
+    aggregator()
+    publisher()
+    # Then Meta got the options unchanged, and the pixel's day counts the pageview and its visitor
+    (sent,) = meta.events()
+    assert sent["data_processing_options"] == ["LDU"]
+    assert (sent["data_processing_options_country"], sent["data_processing_options_state"]) == (1, 1000)
+    assert sent["opt_out"] is False
+    day = time.strftime("%Y-%m-%d", time.gmtime(event["event_time"]))
+    stats = gql(STATS, {"event": {"pixel_id": str(PIXEL), "from": day, "to": day}}, app.basic_header)
+    assert stats.errors is None, stats.errors
+    totals_of_day = stats.data["stats"]["data"]["totals"]
+    assert (totals_of_day["pageviews"], totals_of_day["visitors"]) == (1, 1), totals_of_day
