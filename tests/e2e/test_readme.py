@@ -1,7 +1,7 @@
 """The README's examples (and docs/api.md's) work as written, in order, against `make dev`'s stack.
 
 Each page's shell blocks (```bash / ```sh) are split into steps: a command (with its `\\`
-continuation lines) and, under it, the answer the page shows in `# {"data": ...}` comment lines
+continuation lines) and, under it, the answer the page shows in `# {"data": ...}` (or Meta-shaped `# {"events_received": ...}`) comment lines
 (continued on `#   ` lines). Every step runs in bash with the variables the page assigned before it,
 and PORT set to the stack's port (the pages use `${PORT:-3000}`, as `make dev` does). An answer
 shown is compared as JSON: `...` as an object member allows members the page leaves out, and a
@@ -25,6 +25,8 @@ from tests.support.dev_stack import REPO_ROOT, DevStack
 
 SHELL_BLOCK = re.compile(r"^```(?:bash|sh)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
+# An answer shown under a command: GraphQL's, or the server-events endpoint's (Meta's shape).
+ANSWER = re.compile(r'# \{"(?:data|events_received|error)"')
 ELIDED_MEMBER = re.compile(r"(?<=[{,])\s*\.\.\.\s*(?=[},])")
 READ_SECONDS = 30
 DEV_APP = {"DEV_APP_ID": "dev-app", "DEV_APP_SECRET": "dev-secret-change-me"}
@@ -49,7 +51,7 @@ def steps_of(block: str) -> list[Step]:
     while index < len(lines):
         line = lines[index]
         index += 1
-        if line.startswith('# {"data"'):
+        if ANSWER.match(line):
             assert steps, f"an answer with no command above it: {line}"
             shown = [line[1:].strip()]
             while index < len(lines) and lines[index].startswith("#  "):
