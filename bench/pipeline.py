@@ -38,6 +38,7 @@ from pixel_core.models import (
     DayDomainItem,
     DayItem,
     EventMarkerItem,
+    MatchKeysDayItem,
     PixelItem,
     TableItem,
     TotalsItem,
@@ -63,7 +64,7 @@ WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWrite
 READ_OPERATIONS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems", "DescribeTable"})
 NAIVE_DESCRIPTION = (
     "naive baseline: each event on its own, in order: a conditional PutItem of its marker (skipped "
-    "if it exists), UpdateItem of TOTALS, and for an accepted pageview a conditional PutItem of "
+    "if it exists), UpdateItem of TOTALS and of the day's match keys (MK), and for an accepted pageview a conditional PutItem of "
     "the visitor-day item (identified visitors), UpdateItem of DAY (+1 visitor when that put "
     "succeeded), of DAY#D (domain) and of VISITOR. Same counters and same duplicate protection, "
     "but not atomic (a crash between two writes loses or doubles counts) and no check that the "
@@ -443,6 +444,11 @@ def count_naively(event: PixelEvent) -> None:
         _update(totals, [TotalsItem.events_dropped.add(1)])
         return
     _update(totals, [TotalsItem.events_received.add(1), TotalsItem.last_received_at.set(event.received_at)])
+    match_keys = [getattr(MatchKeysDayItem, f"key_{key}").add(1) for key in sorted(event.match_keys())]
+    _update(
+        MatchKeysDayItem(*MatchKeysDayItem.key(pixel_id, event.received_day)),
+        [MatchKeysDayItem.events.add(1), *match_keys],
+    )
     if not event.is_page_view:
         return
     new_visitor = bool(event.visitor_md5) and _put_if_new(
@@ -510,6 +516,9 @@ def stored_counters(client: Any, table: str) -> tuple[Snapshot, int]:
                 fields = (item["pageviews"], item.get("visitors", 0))
             elif sk.startswith("VISITOR#"):
                 fields = (item["first_seen"], item["last_seen"], item["pageviews"])
+            elif sk.startswith("MK#"):
+                carried = sorted((name[4:], value) for name, value in item.items() if name.startswith("key_"))
+                fields = (item["events"], tuple(carried))
             elif sk.startswith(("DV#", "EVENT#", "DROPPED#")):
                 fields = ()
             else:
@@ -534,6 +543,7 @@ def expected_counters(events: Sequence[PixelEvent]) -> Snapshot:
     days: dict[tuple[int, str], list[Any]] = defaultdict(lambda: [0, set()])
     domains: Counter[tuple[int, str, str]] = Counter()
     visitors: dict[tuple[int, str], list[int]] = {}
+    match_keys: dict[tuple[int, str], Counter[str]] = defaultdict(Counter)
     for event in events:
         pk = f"PIXEL#{event.pixel_id}"
         expected[EventMarkerItem.key(event.pixel_id, event.event_id, dropped=bool(event.dropped))] = (
@@ -544,6 +554,7 @@ def expected_counters(events: Sequence[PixelEvent]) -> Snapshot:
             continue
         totals[event.pixel_id][0] += 1
         totals[event.pixel_id][2] = Decimal(repr(event.received_at))
+        match_keys[(event.pixel_id, event.received_day)].update(["", *event.match_keys()])  # "": events
         days[(event.pixel_id, event.day)][0] += 1
         if event.domain:
             domains[(event.pixel_id, event.day, event.domain)] += 1
@@ -558,6 +569,9 @@ def expected_counters(events: Sequence[PixelEvent]) -> Snapshot:
         expected[(f"PIXEL#{pixel_id}", f"DAY#{day}")] = ("day", views, len(seen_visitors))
     for (pixel_id, day, domain), views in domains.items():
         expected[(f"PIXEL#{pixel_id}", f"DAY#{day}#D#{domain}")] = ("day_domain", domain, views)
+    for (pixel_id, day), carried in match_keys.items():
+        keys = tuple(sorted((key, Decimal(count)) for key, count in carried.items() if key))
+        expected[(f"PIXEL#{pixel_id}", f"MK#{day}")] = ("match_keys_day", Decimal(carried[""]), keys)
     for (pixel_id, md5), (first, last, views) in visitors.items():
         expected[(f"PIXEL#{pixel_id}", f"VISITOR#{md5}")] = ("visitor", first, last, views)
     return expected

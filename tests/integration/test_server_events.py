@@ -12,7 +12,7 @@ import pytest
 
 from devtools.fake_meta import FakeMeta
 from pixel_core import config, publishing
-from pixel_core.models import TotalsItem
+from pixel_core.models import MatchKeysDayItem, TableItem, TotalsItem, pixel_partition
 from pixel_core.signal_configs import Connection, setup_pixel
 from tests.support.api_events import http_api_event, response_body
 from tests.support.documents import STATS
@@ -328,3 +328,124 @@ def test_server_pageviews_count_in_stats_and_options_reach_meta_as_given(
     assert stats.errors is None, stats.errors
     totals_of_day = stats.data["stats"]["data"]["totals"]
     assert (totals_of_day["pageviews"], totals_of_day["visitors"]) == (1, 1), totals_of_day
+
+
+TRACK = "mutation T($event: TrackEventInput!) { track(event: $event) { code data message } }"
+
+
+def test_track_takes_every_user_data_key_and_the_visitors_ip_and_user_agent_replace_the_callers(
+    app, gql, connected, meta, aggregator, publisher, aws, sqs
+):
+    # Given a server tracking for its visitor through GraphQL, with Meta's user_data keys
+    user_data = {
+        "em": EMAIL,
+        "external_id": "customer-7",
+        "fbp": FBP,
+        "client_ip_address": "198.51.100.23",
+        "client_user_agent": USER_AGENT,
+    }
+    event = {
+        "pixelId": str(PIXEL),
+        "eventName": "Lead",
+        "url": "https://shop.example.com/",
+        "userData": user_data,
+    }
+    answer = gql(TRACK, {"event": event}, app.basic_header)
+    assert answer.data["track"]["code"] == 200, answer.data
+    # Then nothing in clear was queued, and Meta got the hashes and the visitor's address and browser
+    queued = sqs.receive_message(
+        QueueUrl=aws.queue_urls["EventsQueue"], MaxNumberOfMessages=10, VisibilityTimeout=0
+    )["Messages"]
+    assert len(queued) == 1
+    assert "john_smith" not in queued[0]["Body"].lower()
+    aggregator()
+    publisher()
+    (sent,) = meta.events()
+    assert sent["user_data"]["em"] == [EMAIL_SHA256]
+    assert sent["user_data"]["external_id"] == [hashlib.sha256(b"customer-7").hexdigest()]
+    assert sent["user_data"]["fbp"] == FBP
+    assert (sent["user_data"]["client_ip_address"], sent["user_data"]["client_user_agent"]) == (
+        "198.51.100.23",
+        USER_AGENT,
+    )
+
+
+@pytest.mark.parametrize(
+    "user_data",
+    [
+        pytest.param({"em": "not-an-email"}, id="bad-email"),
+        pytest.param({"email": EMAIL}, id="unknown-key"),
+        pytest.param(["em"], id="not-an-object"),
+        pytest.param({"client_ip_address": "999.1.1.1"}, id="bad-ip"),
+    ],
+)
+def test_track_refuses_invalid_user_data_naming_the_key_not_the_value(
+    app, gql, connected, queued_messages, user_data
+):
+    event = {
+        "pixelId": str(PIXEL),
+        "eventName": "Lead",
+        "url": "https://shop.example.com/",
+        "userData": user_data,
+    }
+    answer = gql(TRACK, {"event": event}, app.basic_header).data["track"]
+    assert answer["code"] == 400
+    assert answer["message"].startswith("Invalid userData")
+    assert "not-an-email" not in answer["message"]
+    assert "999.1.1.1" not in answer["message"]
+    assert queued_messages("EventsQueue") == []
+
+
+MATCH_KEYS = """query K($tenantId: ID!) { tenantQueries(tenantId: $tenantId) { account { signalConfigs {
+  connectionStatus { matchKeys { events keys { key events share } } } } } } }"""
+
+
+def test_match_key_shares_are_exact_for_a_known_mix_and_cost_one_counter_update_per_day(
+    app, gql, connected, handler, lambda_context, aggregator
+):
+    # Given 10 server events: all with a user agent (website), 6 with an e-mail, 3 with a phone,
+    # 1 with fbp; and 2 tracked through GraphQL with the caller's IP and user agent only
+    key = access_key(gql, app)
+    events = []
+    for n in range(10):
+        user_data: dict[str, object] = {"client_user_agent": USER_AGENT}
+        if n < 6:
+            user_data["em"] = [f"buyer{n}@example.com"]
+        if n < 3:
+            user_data["ph"] = ["+1 650 555 1212"]
+        if n == 0:
+            user_data["fbp"] = FBP
+        events.append(server_event(event_id=f"mix-{n}", user_data=user_data))
+    status, _ = post(
+        handler, lambda_context, f"/capi/{PIXEL}/events", json.dumps({"data": events, "accessKey": key})
+    )
+    assert status == 200
+    for n in range(2):
+        answer = gql(
+            TRACK,
+            {"event": {"pixelId": str(PIXEL), "eventName": "Lead", "url": f"https://shop.example.com/{n}"}},
+            app.basic_header,
+        )
+        assert answer.data["track"]["code"] == 200
+    # When they are counted (in one batch)
+    aggregator()
+    # Then the shares are exact, over 12 events received
+    answer = gql(MATCH_KEYS, {"tenantId": app.tenant_id}, app.basic_header)
+    assert answer.errors is None, answer.errors
+    (config_,) = answer.data["tenantQueries"]["account"]["signalConfigs"]
+    shares = config_["connectionStatus"]["matchKeys"]
+    assert shares["events"] == 12
+    by_key = {entry["key"]: (entry["events"], entry["share"]) for entry in shares["keys"]}
+    assert by_key["client_user_agent"] == (12, 1.0)
+    assert by_key["em"] == (6, 0.5)
+    assert by_key["ph"] == (3, 0.25)
+    assert by_key["fbp"] == (1, 1 / 12)
+    assert by_key["client_ip_address"] == (2, 2 / 12)  # the GraphQL callers' address
+    assert by_key["external_id"] == (0, 0.0)
+    # And stats show the same figures for the day
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    stats = gql(STATS, {"event": {"pixel_id": str(PIXEL), "from": day, "to": day}}, app.basic_header)
+    assert stats.data["stats"]["data"]["match_keys"] == shares
+    # And one counter item holds the pixel's day, whatever the number of events
+    items = list(MatchKeysDayItem.query(pixel_partition(PIXEL), TableItem.sk.startswith("MK#")))
+    assert [item.sk for item in items] == [f"MK#{day}"]

@@ -51,8 +51,9 @@ def test_the_naive_baseline_computes_the_same_counters_as_the_aggregator(result)
 def test_the_naive_baseline_makes_one_request_per_item_an_event_touches(result):
     expected = 0
     for event in make_workload(200, 7).events[:50]:
-        # marker + TOTALS; an accepted pageview adds DAY and DAY#D, an identified one DV and VISITOR.
-        expected += 2 if event.dropped else 4 + (2 if event.visitor_md5 else 0)
+        # marker + TOTALS; an accepted pageview adds MK (match keys), DAY and DAY#D, an identified
+        # one DV and VISITOR.
+        expected += 2 if event.dropped else 5 + (2 if event.visitor_md5 else 0)
     assert result.naive.total_requests == expected
 
 

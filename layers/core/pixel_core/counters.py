@@ -23,6 +23,7 @@ from pixel_core.models import (
     DayDomainItem,
     DayItem,
     EventMarkerItem,
+    MatchKeysDayItem,
     PixelItem,
     TableItem,
     TotalsItem,
@@ -126,6 +127,8 @@ def keys_touched(event: PixelEvent) -> set[Key]:
     if event.dropped is not None:
         keys.add(EventMarkerItem.key(event.pixel_id, event.event_id, dropped=True))
     keys.add(TotalsItem.key(event.pixel_id))
+    if event.dropped is None:
+        keys.add(MatchKeysDayItem.key(event.pixel_id, event.received_day))
     if event.dropped is None and event.is_page_view:
         keys.add(DayItem.key(event.pixel_id, event.day))
         if event.domain:
@@ -314,6 +317,18 @@ def _counter_writes(pixel_id: int, events: list[PixelEvent], seen_visitor_days: 
     if dropped := len(events) - len(received):
         totals_actions.append(TotalsItem.events_dropped.add(dropped))
     writes.append(_counter(TotalsItem(*TotalsItem.key(pixel_id)), totals_actions))
+
+    # Match keys by the day each event was received: one update per day, whatever the batch's size.
+    received_days: dict[str, list[PixelEvent]] = defaultdict(list)
+    for event in received:
+        received_days[event.received_day].append(event)
+    for day, day_events in received_days.items():
+        carried = Counter(key for event in day_events for key in event.match_keys())
+        actions: list[Any] = [MatchKeysDayItem.events.add(len(day_events))]
+        actions += [
+            getattr(MatchKeysDayItem, f"key_{key}").add(count) for key, count in sorted(carried.items())
+        ]
+        writes.append(_counter(MatchKeysDayItem(*MatchKeysDayItem.key(pixel_id, day)), actions))
 
     page_views = [event for event in received if event.is_page_view]
     for day, views in Counter(event.day for event in page_views).items():

@@ -99,12 +99,33 @@ class PixelEvent:
         return datetime.fromtimestamp(self.event_time, UTC).strftime("%Y-%m-%d")
 
     @property
+    def received_day(self) -> str:
+        """UTC day intake received it: the unit of the match-key counters (received events)."""
+        return datetime.fromtimestamp(self.received_at, UTC).strftime("%Y-%m-%d")
+
+    @property
     def is_page_view(self) -> bool:
         return self.event_name == PAGE_VIEW
 
     @property
     def is_publishable(self) -> bool:
         return self.dropped is None and self.unpublishable is None
+
+    def meta_user_data(self) -> dict[str, Any]:
+        """The user_data Meta gets: a server event's own (hashed at intake), with the e-mail's
+        SHA-256 (never an MD5: Meta cannot use one), the client's IP and user agent filled in."""
+        user_data: dict[str, Any] = dict(self.user_data or {})
+        if self.email_sha256:
+            user_data.setdefault("em", [self.email_sha256])
+        if self.client_ip:
+            user_data.setdefault("client_ip_address", self.client_ip)
+        if self.user_agent:
+            user_data.setdefault("client_user_agent", self.user_agent)
+        return user_data
+
+    def match_keys(self) -> set[str]:
+        """The match keys this event carries to Meta, as counted per pixel and day."""
+        return {key for key, value in self.meta_user_data().items() if value not in (None, "", [])}
 
     def to_message(self) -> str:
         body = asdict(self)

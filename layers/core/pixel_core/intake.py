@@ -39,6 +39,7 @@ from pixel_core.pixel_domains import cleaned
 from pixel_core.pixels import recent_pixel_for, recent_tenant
 from pixel_core.queues import enqueue
 from pixel_core.strict_json import is_strict_json
+from pixel_core.user_data import InvalidUserData, prepare
 
 USER_FOUND = "User Found"
 USER_NOT_FOUND = "User Not Found"
@@ -64,6 +65,7 @@ class TrackRequest:
     event_id: str | None = None
     event_time: int | None = None
     custom_data: dict[str, Any] | None = None
+    user_data: object = None  # Meta's user_data keys, as the caller sent them (see `_user_data`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,10 @@ def accept_event(principal: Principal, request: TrackRequest, client: Client) ->
     url_host = cleaned(urlsplit(url).hostname) if url else None
     host = cleaned(request.domain if request.domain else url_host)  # neither: Invalid domain format
     identity = identity_of(request.email, request.md5)
+    user_data = _user_data(request.user_data)
+    # A server tracking for its visitor sends the visitor's address and browser; else the caller's.
+    client_ip = str(user_data.get("client_ip_address") or client.ip or "") or None
+    user_agent = str(user_data.get("client_user_agent") or client.user_agent or "") or None
     now = time.time()
     tenant = recent_tenant(pixel.tenant_id)
     event = PixelEvent(
@@ -128,8 +134,9 @@ def accept_event(principal: Principal, request: TrackRequest, client: Client) ->
             drop_reason(pixel, tenant, host)
             or (drop_reason(pixel, tenant, url_host) if url_host and url_host != host else None)
         ),
-        client_ip=client.ip,
-        user_agent=client.user_agent[:MAX_USER_AGENT_LENGTH] if client.user_agent else None,
+        client_ip=client_ip,
+        user_agent=user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None,
+        user_data=user_data or None,
         event_source_url=url,
         custom_data=_custom_data(request.custom_data),
         unpublishable=_reason(unpublishable_reason(pixel, tenant, event_name)),
@@ -196,6 +203,18 @@ def _url(url: str | None) -> str | None:
     if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
         raise BadRequest(f"Invalid url: an http(s) URL of at most {MAX_URL_LENGTH} characters")
     return url
+
+
+def _user_data(user_data: object) -> dict[str, object]:
+    """Meta-ready user_data (hashed at the edge), or BadRequest naming the key at fault."""
+    if user_data is None:
+        return {}
+    if not isinstance(user_data, dict):
+        raise BadRequest("Invalid userData: a JSON object of Meta's user_data keys")
+    try:
+        return prepare(user_data)
+    except InvalidUserData as error:
+        raise BadRequest(f"Invalid userData: {error}") from None
 
 
 def _custom_data(custom_data: object) -> dict[str, Any] | None:

@@ -57,6 +57,7 @@ from pynamodb.transactions import TransactWrite
 
 from pixel_core.config import settings
 from pixel_core.pixel_ids import pixel_sort_key
+from pixel_core.user_data import MATCH_KEYS
 
 if TYPE_CHECKING:
     from pixel_core.events import PixelEvent
@@ -237,6 +238,26 @@ class DayItem(TableItem, discriminator="day"):
         return pixel_partition(pixel_id), f"{DAY_PREFIX}{day}"
 
 
+class MatchKeysDayItem(TableItem, discriminator="match_keys_day"):
+    """Events received on a day, and how many of them carried each of Meta's match keys.
+
+    One attribute per key (`key_em`, `key_ph`, ...): DynamoDB's ADD works on top-level attributes
+    only, and it is what lets one update per pixel and day count a whole batch (pixel_core.counters).
+    """
+
+    events = NumberAttribute(default=0)
+    for _key in MATCH_KEYS:
+        locals()[f"key_{_key}"] = NumberAttribute(default=0)
+    del _key
+
+    @staticmethod
+    def key(pixel_id: int, day: str) -> tuple[str, str]:
+        return pixel_partition(pixel_id), f"{MATCH_KEYS_PREFIX}{day}"
+
+    def carrying(self, match_key: str) -> int:
+        return int(getattr(self, f"key_{match_key}") or 0)
+
+
 class DayDomainItem(TableItem, discriminator="day_domain"):
     domain = UnicodeAttribute()
     pageviews = NumberAttribute(default=0)
@@ -323,6 +344,7 @@ class SequenceItem(TableItem, discriminator="sequence"):
 DOMAIN_PREFIX = "DOMAIN#"
 DAY_PREFIX = "DAY#"
 VISITOR_DAY_PREFIX = "DV#"
+MATCH_KEYS_PREFIX = "MK#"
 ALL_MODELS: tuple[type[TableItem], ...] = (
     TableItem,
     TenantItem,
@@ -333,6 +355,7 @@ ALL_MODELS: tuple[type[TableItem], ...] = (
     TotalsItem,
     DayItem,
     DayDomainItem,
+    MatchKeysDayItem,
     VisitorDayItem,
     VisitorItem,
     EventMarkerItem,

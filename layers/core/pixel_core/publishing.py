@@ -162,23 +162,13 @@ def http() -> Any:
 
 
 def meta_event(event: PixelEvent) -> dict[str, Any]:
-    """One event in Meta's format. The e-mail only ever as its SHA-256; an MD5 cannot be sent.
-
-    A server event brings its own user_data, already hashed at intake (pixel_core.user_data).
-    """
-    user_data: dict[str, Any] = dict(event.user_data or {})
-    if event.email_sha256:
-        user_data.setdefault("em", [event.email_sha256])
-    if event.client_ip:
-        user_data.setdefault("client_ip_address", event.client_ip)
-    if event.user_agent:
-        user_data.setdefault("client_user_agent", event.user_agent)
+    """One event in Meta's format (its user_data: `PixelEvent.meta_user_data`)."""
     body: dict[str, Any] = {
         "event_name": event.event_name,
         "event_time": event.event_time,
         "event_id": event.event_id,
         "action_source": event.action_source or "website",
-        "user_data": user_data,
+        "user_data": event.meta_user_data(),
         **(event.meta_options or {}),
     }
     if event.event_source_url:

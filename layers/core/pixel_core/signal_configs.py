@@ -7,7 +7,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from pixel_core import access_keys
+from pixel_core import access_keys, stats
 from pixel_core.auth import Principal
 from pixel_core.clock import utc_now
 from pixel_core.errors import BadRequest, PixelNotFound, Unauthorized
@@ -181,6 +181,8 @@ def connection_status(pixel: PixelItem, totals: TotalsItem | None) -> dict[str, 
         "connected": token_stored and not pixel.token_rejected,
         # Decrypted (one KMS call) only when a query selects it: graphql-core calls a callable value.
         "access_key": lambda _info: access_keys.readable_key(pixel),
+        # One Query, likewise only when selected.
+        "match_keys": lambda _info: stats.match_keys(pixel.number, stats.last_days(utc_now().date())),
         "event_bridge_active": bool(pixel.receiving_enabled),
         "publishing_enabled": bool(pixel.publishing_enabled),
         "api_error_code": int(pixel.api_error_code) if pixel.api_error_code is not None else None,

@@ -9,15 +9,18 @@ from pixel_core.clock import iso_from_unix
 from pixel_core.errors import BadRequest
 from pixel_core.models import (
     DAY_PREFIX,
+    MATCH_KEYS_PREFIX,
     VISITOR_DAY_PREFIX,
     DayDomainItem,
     DayItem,
+    MatchKeysDayItem,
     TableItem,
     TotalsItem,
     find,
     pixel_partition,
 )
 from pixel_core.pixels import pixel_for
+from pixel_core.user_data import MATCH_KEYS
 
 MAX_RANGE_DAYS = 92
 # What one `stats` request reads to count the range's distinct visitors: at most this many
@@ -28,6 +31,7 @@ MAX_VISITOR_DAYS_READ = 20_000
 VISITOR_DAYS_PAGE_SIZE = 5_000
 # Likewise the day-domain items (one per day and domain) that one request lists.
 MAX_DAY_DOMAINS_READ = 10_000
+MATCH_KEY_DAYS = 7  # connectionStatus.matchKeys: today (UTC) and the 6 days before
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,29 @@ class DayRange:
     def sort_key_bounds(self, prefix: str) -> tuple[str, str]:
         # "~" sorts after every character used in the keys that follow a day.
         return f"{prefix}{self.start.isoformat()}", f"{prefix}{self.end.isoformat()}#~"
+
+
+def match_keys(pixel_id: int, days: DayRange) -> dict[str, Any]:
+    """Of the events received on `days`, how many carried each of Meta's match keys, and the share.
+
+    Exact: read from the aggregator's per-day counters (one Query of at most 92 items), no scan.
+    """
+    low, high = days.sort_key_bounds(MATCH_KEYS_PREFIX)
+    found = MatchKeysDayItem.query(pixel_partition(pixel_id), TableItem.sk.between(low, high))
+    items = [item for item in found if isinstance(item, MatchKeysDayItem)]
+    events = sum(int(item.events) for item in items)
+    carried = {key: sum(item.carrying(key) for item in items) for key in MATCH_KEYS}
+    return {
+        "events": events,
+        "keys": [
+            {"key": key, "events": count, "share": count / events if events else 0.0}
+            for key, count in carried.items()
+        ],
+    }
+
+
+def last_days(today: date, count: int = MATCH_KEY_DAYS) -> DayRange:
+    return DayRange(today - timedelta(days=count - 1), today)
 
 
 def _day(value: object, name: str) -> date:
@@ -95,6 +122,7 @@ def pixel_stats(principal: Principal, pixel_id: int, days: DayRange) -> dict[str
             # Past the bound: every visitor counted once per day seen, an upper bound.
             "visitors": distinct if distinct is not None else sum(e["visitors"] for e in by_day.values()),
         },
+        "match_keys": match_keys(pixel_id, days),
         "visitors_exact": distinct is not None,
         "domains_exact": domains_exact,
         "days": [by_day[day] for day in sorted(by_day)],

@@ -153,6 +153,7 @@ def resolve_track(principal: Principal, event: Event, context: Context) -> Answe
         event_id=event.get("event_id"),
         event_time=event.get("event_time"),
         custom_data=event.get("custom_data"),
+        user_data=event.get("user_data"),
     )
     client = intake.Client(ip=context.get("client_ip"), user_agent=context.get("user_agent"))
     result = intake.accept_event(principal, request, client)
