@@ -366,12 +366,15 @@ def logged(json_logs, message: str) -> list[dict[str, Any]]:
     return [record for record in json_logs() if record["message"] == message]
 
 
-# Halving is the general case, at full size; Meta naming the event needs no 1,000 (moto's SQS is slow there).
+# Halving is the general case, at Meta's full request size (1,000) on DynamoDB Local; moto copies
+# its whole table on every transaction and scans its whole queue on every receive, so there the
+# same halving runs on 300. Meta naming the event needs no big request at all.
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("meta_names_the_event", "size"), [(False, 1000), (True, 40)], ids=["bisected", "meta-names-data-index"]
 )
-def test_a_meta_4xx_for_one_event_out_of_1000_publishes_the_other_999_counts_1_as_rejected_and_leaves_nothing_in_the_dead_letter_queue(
+def test_a_meta_4xx_for_one_event_of_a_full_request_publishes_the_others_counts_1_as_rejected_and_leaves_nothing_in_the_dead_letter_queue(
+    request,
     app,
     connected,
     meta,
@@ -383,7 +386,9 @@ def test_a_meta_4xx_for_one_event_out_of_1000_publishes_the_other_999_counts_1_a
     meta_names_the_event,
     size,
 ):
-    # Given 1,000 events on the publish queue, one of which Meta refuses with its code-100 answer
+    # Given 1,000 events (300 on moto) on the publish queue, one of which Meta refuses with its code-100 answer
+    if request.node.callspec.params["table"] == "moto":
+        size = min(size, 300)
     events = [forwarded_event(app, f"bulk-{n}") for n in range(size)]
     put_on_queue(aws, sqs, [event.to_message() for event in events])
     meta.always(Answer.refusing(f"bulk-{size * 5 // 8}", names_event=meta_names_the_event))

@@ -15,7 +15,7 @@ from pixel_core import config, publishing
 from pixel_core.models import MatchKeysDayItem, TableItem, TotalsItem, pixel_partition
 from pixel_core.signal_configs import Connection, setup_pixel
 from tests.support.api_events import http_api_event, response_body
-from tests.support.documents import STATS
+from tests.support.documents import STATS, graphql_body
 
 PIXEL = 18904456377094531
 TOKEN = "EAAB-test-access-token-0123456789"
@@ -453,3 +453,70 @@ def test_match_key_shares_are_exact_for_a_known_mix_and_cost_one_counter_update_
     # And one counter item holds the pixel's day, whatever the number of events
     items = list(MatchKeysDayItem.query(pixel_partition(PIXEL), TableItem.sk.startswith("MK#")))
     assert [item.sk for item in items] == [f"MK#{day}"]
+
+
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+BOT_FILTERING = """mutation B($tenantId: ID!, $id: ID!, $input: SignalConfigStatusInput!) { tenantMutations(tenantId: $tenantId) {
+  signalMutations { updateSignalConfigBotFiltering(id: $id, input: $input) { success connectionStatus {
+    botFilteringEnabled totalEventsFromBots } } } } }"""
+
+
+def test_a_bots_events_are_dropped_as_bot_counted_per_pixel_and_never_published(
+    app, gql, connected, meta, handler, lambda_context, aggregator, publisher
+):
+    # Given a server event for a crawler's visit, a track a server sends with a python-requests
+    # client and no visitor user agent, and a track that names a crawler as the visitor
+    key = access_key(gql, app)
+    crawler = server_event(event_id="bot-1", user_data={"client_user_agent": GOOGLEBOT})
+    status, answer = post(
+        handler, lambda_context, f"/capi/{PIXEL}/events", json.dumps({"data": [crawler], "accessKey": key})
+    )
+    assert (status, answer["events_received"]) == (200, 1)  # as Meta answers: received, then judged
+    backend = {
+        "pixelId": str(PIXEL),
+        "eventName": "Lead",
+        "url": "https://shop.example.com/",
+        "eventId": "backend-1",
+    }
+    event = http_api_event(
+        graphql_body(TRACK, {"event": backend}),
+        headers={"authorization": app.basic_header, "user-agent": "python-requests/2.31.0"},
+    )
+    assert response_body(handler(event, lambda_context))["data"]["track"]["code"] == 200
+    named = {**backend, "eventId": "bot-2", "userData": {"client_user_agent": GOOGLEBOT}}
+    dropped = gql(TRACK, {"event": named}, app.basic_header).data["track"]
+    assert dropped["message"] == "Event dropped: bot"
+    # When they are counted and published
+    aggregator()
+    publisher()
+    # Then the two bots' are dropped as bots, the backend's is received and reaches Meta
+    assert [sent["event_id"] for sent in meta.events()] == ["backend-1"]
+    assert (int(totals().events_received), int(totals().events_dropped), int(totals().events_bots)) == (
+        1,
+        2,
+        2,
+    )
+    flags = gql(
+        BOT_FILTERING, {"tenantId": app.tenant_id, "id": str(PIXEL), "input": {"status": 1}}, app.basic_header
+    )
+    status_ = flags.data["tenantMutations"]["signalMutations"]["updateSignalConfigBotFiltering"][
+        "connectionStatus"
+    ]
+    assert status_ == {"botFilteringEnabled": True, "totalEventsFromBots": 2.0}
+
+
+def test_bot_filtering_turned_off_counts_a_crawlers_events_like_any_other(
+    app, gql, connected, handler, lambda_context, aggregator
+):
+    off = gql(
+        BOT_FILTERING, {"tenantId": app.tenant_id, "id": str(PIXEL), "input": {"status": 0}}, app.basic_header
+    )
+    assert off.errors is None, off.errors
+    key = access_key(gql, app)
+    crawler = server_event(event_id="bot-3", user_data={"client_user_agent": GOOGLEBOT})
+    status, _ = post(
+        handler, lambda_context, f"/capi/{PIXEL}/events", json.dumps({"data": [crawler], "accessKey": key})
+    )
+    assert status == 200
+    aggregator()
+    assert (int(totals().events_received), int(totals().events_bots)) == (1, 0)

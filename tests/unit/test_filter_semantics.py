@@ -109,7 +109,7 @@ def test_set_up_again_keeps_a_domain_filter_or_status_change_made_while_it_ran(p
             interleaved.append(True)
             add_domain(PRINCIPAL, PIXEL, "late.a.com")
             set_domain_filter(TENANT, "x.com", [str(PIXEL)], "DROP")
-            signal_configs.set_status(TENANT, PIXEL, 0, receiving=True)
+            signal_configs.set_status(TENANT, PIXEL, 0, which="receiving")
         return found
 
     monkeypatch.setattr(signal_configs, "find", read_then_others_write)

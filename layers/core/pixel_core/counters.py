@@ -17,6 +17,7 @@ from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
 
+from pixel_core.bots import BOT_REASON
 from pixel_core.events import PixelEvent
 from pixel_core.models import (
     MARKER_TTL,
@@ -316,6 +317,8 @@ def _counter_writes(pixel_id: int, events: list[PixelEvent], seen_visitor_days: 
         totals_actions.append(TotalsItem.last_received_at.set(max(event.received_at for event in received)))
     if dropped := len(events) - len(received):
         totals_actions.append(TotalsItem.events_dropped.add(dropped))
+    if bots := sum(1 for event in events if event.dropped == BOT_REASON):
+        totals_actions.append(TotalsItem.events_bots.add(bots))
     writes.append(_counter(TotalsItem(*TotalsItem.key(pixel_id)), totals_actions))
 
     # Match keys by the day each event was received: one update per day, whatever the batch's size.

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pixel_core.auth import Principal
+from pixel_core.bots import BOT_REASON, is_bot
 from pixel_core.domain_names import is_same_or_subdomain
 from pixel_core.errors import BadRequest
 from pixel_core.events import (
@@ -52,6 +53,7 @@ MAX_CLOCK_SKEW_SECONDS = 3_600
 class Client:
     ip: str | None = None
     user_agent: str | None = None
+    visitor: bool = False  # the caller is the visitor's browser itself, so its user agent is judged
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +76,19 @@ class IntakeResult:
     message: str
 
 
-def drop_reason(pixel: PixelItem, tenant: TenantItem | None, domain: str | None) -> str | None:
+def drop_reason(
+    pixel: PixelItem, tenant: TenantItem | None, domain: str | None, visitor_agent: str | None = None
+) -> str | None:
     """Why an event from `domain` is not counted as received; None when it is.
 
     No domain: a server event with no page (from an app, a store, a call), which no domain rule
-    can concern.
+    can concern. `visitor_agent`: the visitor's user agent, judged for bots; None when the caller
+    gave none for its visitor (its own HTTP client is never judged).
     """
     if not pixel.receiving_enabled:
         return f"receiving is turned off for pixel {pixel.pixel_id}"
+    if pixel.bot_filtering and is_bot(visitor_agent):
+        return BOT_REASON
     if domain is None:
         return None
     pixel_verdict = verdict(pixel.domain_filters, None, domain, match_subdomains=True)
@@ -117,6 +124,10 @@ def accept_event(principal: Principal, request: TrackRequest, client: Client) ->
     # A server tracking for its visitor sends the visitor's address and browser; else the caller's.
     client_ip = str(user_data.get("client_ip_address") or client.ip or "") or None
     user_agent = str(user_data.get("client_user_agent") or client.user_agent or "") or None
+    # The visitor's own user agent only: a browser's (Client.visitor), or the one a server passes.
+    visitor_agent = str(user_data.get("client_user_agent") or "") or (
+        client.user_agent if client.visitor else None
+    )
     now = time.time()
     tenant = recent_tenant(pixel.tenant_id)
     event = PixelEvent(
@@ -131,7 +142,7 @@ def accept_event(principal: Principal, request: TrackRequest, client: Client) ->
         email_sha256=identity.email_sha256 if identity else None,
         # The page's host goes to Meta as event_source_url: it passes the same rules as the domain.
         dropped=_reason(
-            drop_reason(pixel, tenant, host)
+            drop_reason(pixel, tenant, host, visitor_agent)
             or (drop_reason(pixel, tenant, url_host) if url_host and url_host != host else None)
         ),
         client_ip=client_ip,

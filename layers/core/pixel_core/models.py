@@ -135,6 +135,7 @@ class PixelItem(TableItem, discriminator="pixel"):
     # Status (CAPIG): receiving = `eventBridgeActive`, publishing = `publishingEnabled`.
     receiving_enabled = BooleanAttribute(default=True)
     publishing_enabled = BooleanAttribute(default=True)
+    bot_filtering = BooleanAttribute(default=True)  # drop bots' events (updateSignalConfigBotFiltering)
     # The Meta connection, set by setupPixelSignalConfig. The token only ever KMS-encrypted.
     business_id = UnicodeAttribute(null=True)
     external_id = UnicodeAttribute(null=True)
@@ -223,6 +224,7 @@ class TotalsItem(TableItem, discriminator="totals"):
     last_published_at = NumberAttribute(null=True)
     events_expired = NumberAttribute(default=0)  # too old for Meta: not sent
     events_rejected = NumberAttribute(default=0)  # refused by Meta for a fault of their own: not retried
+    events_bots = NumberAttribute(default=0)  # of events_dropped: a bot's (pixel_core.bots)
 
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:

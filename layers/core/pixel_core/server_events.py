@@ -316,7 +316,8 @@ def _pixel_event(
 ) -> PixelEvent:
     host = urlsplit(event.event_source_url).hostname if event.event_source_url else None
     domain = cleaned(host) if host else None
-    dropped = drop_reason(pixel, tenant, domain)
+    agent = event.user_data.get("client_user_agent")
+    dropped = drop_reason(pixel, tenant, domain, agent if isinstance(agent, str) else None)
     pixel_event = PixelEvent(
         event_id=event.event_id,
         event_name=event.event_name,

@@ -139,11 +139,19 @@ def setup_pixel(tenant_id: str, connection: Connection) -> PixelItem:
     return pixel
 
 
-def set_status(tenant_id: str, pixel_id: int, status: object, *, receiving: bool) -> PixelItem:
+# What each status mutation turns on (1) and off (0).
+STATUS_ATTRIBUTES = {
+    "receiving": PixelItem.receiving_enabled,  # updateSignalConfigEventsStatus
+    "publishing": PixelItem.publishing_enabled,  # updateSignalConfigCapiPublish
+    "bot_filtering": PixelItem.bot_filtering,  # updateSignalConfigBotFiltering (beyond the reference)
+}
+
+
+def set_status(tenant_id: str, pixel_id: int, status: object, *, which: str) -> PixelItem:
     if isinstance(status, bool) or status not in (0, 1):
         raise BadRequest("Invalid input: status must be 0 (deactivate) or 1 (activate)")
     pixel = tenant_pixel(tenant_id, pixel_id)
-    attribute = PixelItem.receiving_enabled if receiving else PixelItem.publishing_enabled
+    attribute = STATUS_ATTRIBUTES[which]
     pixel.update(actions=[attribute.set(status == 1)], condition=PixelItem.tenant_id == tenant_id)
     forget_recent_pixels()
     return pixel
@@ -184,6 +192,8 @@ def connection_status(pixel: PixelItem, totals: TotalsItem | None) -> dict[str, 
         # One Query, likewise only when selected.
         "match_keys": lambda _info: stats.match_keys(pixel.number, stats.last_days(utc_now().date())),
         "event_bridge_active": bool(pixel.receiving_enabled),
+        "bot_filtering_enabled": bool(pixel.bot_filtering),
+        "total_events_from_bots": float(totals.events_bots) if totals else 0.0,
         "publishing_enabled": bool(pixel.publishing_enabled),
         "api_error_code": int(pixel.api_error_code) if pixel.api_error_code is not None else None,
         "pixel_id": pixel.pixel_id,

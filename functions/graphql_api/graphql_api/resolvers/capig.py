@@ -81,21 +81,22 @@ def resolve_delete(call: TenantCall, _info: GraphQLResolveInfo[Any], id: str) ->
     return True
 
 
-def _status_resolver(*, receiving: bool) -> Callable[..., dict[str, Any]]:
+def _status_resolver(which: str) -> Callable[..., dict[str, Any]]:
     @capig_errors
     def resolve(
         call: TenantCall, _info: GraphQLResolveInfo[Any], id: str, input: dict[str, Any]
     ) -> dict[str, Any]:
         pixel_id = signal_configs.pixel_id_of(id)
-        pixel = signal_configs.set_status(call.tenant_id, pixel_id, input.get("status"), receiving=receiving)
+        pixel = signal_configs.set_status(call.tenant_id, pixel_id, input.get("status"), which=which)
         totals = signal_configs.totals_of([pixel_id]).get(pixel_id)
         return {"success": True, "connection_status": signal_configs.connection_status(pixel, totals)}
 
     return resolve
 
 
-signal_mutations.set_field("updateSignalConfigEventsStatus", _status_resolver(receiving=True))
-signal_mutations.set_field("updateSignalConfigCapiPublish", _status_resolver(receiving=False))
+signal_mutations.set_field("updateSignalConfigEventsStatus", _status_resolver("receiving"))
+signal_mutations.set_field("updateSignalConfigCapiPublish", _status_resolver("publishing"))
+signal_mutations.set_field("updateSignalConfigBotFiltering", _status_resolver("bot_filtering"))
 
 
 @signal_mutations.field("rotatePixelAccessKey")
