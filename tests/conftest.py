@@ -306,6 +306,38 @@ def _sqs_function(aws: ProvisionedResources, sqs: Any, template: dict[str, Any],
 
 
 @pytest.fixture
+def meta(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A local fake Meta (devtools/fake_meta.py), where the publisher sends for this test."""
+    import dataclasses
+
+    from devtools.fake_meta import FakeMeta
+    from pixel_core import config, publishing
+
+    with FakeMeta() as fake:
+        monkeypatch.setattr(
+            publishing, "settings", dataclasses.replace(config.settings, graph_api_base_url=fake.base_url)
+        )
+        yield fake
+
+
+@pytest.fixture
+def connected(app: App, table: str) -> Any:
+    """The reference's pixel (tests.support.documents.PIXEL) set up for `app`'s tenant, with a token."""
+    from pixel_core.signal_configs import Connection, setup_pixel
+    from tests.support.documents import META_TOKEN, PIXEL
+
+    connection = Connection(
+        int(PIXEL),
+        "2840127409433732",
+        META_TOKEN,
+        "633612748410ba6e902",
+        "v14.0",
+        None,
+    )
+    return setup_pixel(app.tenant_id, connection)
+
+
+@pytest.fixture
 def aggregator(aws: ProvisionedResources, sqs: Any, template: dict[str, Any]) -> Any:
     """Runs the counter aggregator over what waits on the events queue."""
     return _sqs_function(aws, sqs, template, "CounterAggregatorFunction")

@@ -12,15 +12,16 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from devtools import iam_recorder
-from devtools.fake_meta import Answer, FakeMeta
+from devtools.fake_meta import Answer
 from devtools.functions import load_handler
 from devtools.sqs_event_source import SqsEventSource
 from devtools.template import sqs_triggers
-from pixel_core import config, publishing, queues, tokens
+from pixel_core import publishing, queues, tokens
 from pixel_core.events import MAX_EVENTS_PER_REQUEST, PixelEvent
 from pixel_core.models import PixelItem, TableItem, TotalsItem, find
 from pixel_core.signal_configs import Connection, setup_pixel
 from tests.conftest import CLIENT_IP, USER_AGENT
+from tests.support.documents import META_TOKEN
 from tests.support.faults import (
     Script,
     _Raw,
@@ -32,7 +33,6 @@ from tests.support.faults import (
 )
 
 PIXEL = 18904456377094531
-TOKEN = "EAAB-test-access-token-0123456789"
 EMAIL = "john_smith@gmail.com"
 EMAIL_SHA256 = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"  # Meta's own example
 TRACK = "mutation T($event: TrackEventInput!) { track(event: $event) { code data message } }"
@@ -40,21 +40,6 @@ CAPIG_STATUS = """mutation S($id: ID!, $tenantId: ID!, $input: SignalConfigStatu
   tenantMutations(tenantId: $tenantId) { signalMutations { updateSignalConfigCapiPublish(id: $id, input: $input) { success } } } }"""
 EVENT_FILTER = """mutation F($tenantId: ID!, $input: UpdateEventFilterInput!) {
   tenantMutations(tenantId: $tenantId) { updateEventFilter(input: $input) { updatedFilter { id } } } }"""
-
-
-@pytest.fixture
-def meta(monkeypatch):
-    with FakeMeta() as fake:
-        monkeypatch.setattr(
-            publishing, "settings", dataclasses.replace(config.settings, graph_api_base_url=fake.base_url)
-        )
-        yield fake
-
-
-@pytest.fixture
-def connected(app, table):
-    connection = Connection(PIXEL, "2840127409433732", TOKEN, "633612748410ba6e902", "v14.0", None)
-    return setup_pixel(app.tenant_id, connection)
 
 
 @pytest.fixture
@@ -102,7 +87,7 @@ def test_events_reach_meta_once_in_its_wire_format_and_are_counted_as_published(
     assert (request.pixel_id, request.api_version, request.access_token, request.status) == (
         str(PIXEL),
         "v14.0",
-        TOKEN,
+        META_TOKEN,
         200,
     )
     sent = {event["event_id"]: event for event in request.body["data"]}
@@ -275,7 +260,7 @@ def test_no_token_email_or_hashed_email_reaches_the_logs(
     published = [record for record in json_logs() if record["message"] == "Batch published"]
     assert published
     assert all(record["correlation_id"] for record in published)
-    for secret in (TOKEN, EMAIL, EMAIL_SHA256, "john_smith"):
+    for secret in (META_TOKEN, EMAIL, EMAIL_SHA256, "john_smith"):
         assert secret not in logged  # ...without any of these
 
 
@@ -559,7 +544,7 @@ def test_a_token_replaced_while_meta_was_refusing_the_old_one_stays_connected_an
     assert (pixel.attribute_values.get("api_error_code"), pixel.token_rejected) == (None, False)
     poll()
     # ...and the event, held rather than failed, went out with the new token
-    assert [request.access_token for request in meta.requests()] == [TOKEN, NEW_TOKEN]
+    assert [request.access_token for request in meta.requests()] == [META_TOKEN, NEW_TOKEN]
     assert [event["event_id"] for event in meta.events()] == ["in-flight"]
     assert int(totals().events_published) == 1
     assert queue_depth(aws, sqs, "PublishDeadLetterQueue") == {"visible": 0, "in_flight": 0, "delayed": 0}
@@ -832,7 +817,7 @@ def test_the_publisher_stops_before_its_timeout_and_reports_only_the_events_it_d
     app, connected, meta, aws, sqs, template, monkeypatch, json_logs
 ):
     # Given two pixels' events, a 2 s margin, 3 s of function time, and Meta's first answer taking 1.4 s
-    setup_pixel(app.tenant_id, new_connection(OTHER_PIXEL, TOKEN))
+    setup_pixel(app.tenant_id, new_connection(OTHER_PIXEL, META_TOKEN))
     monkeypatch.setattr(publishing, "TIME_MARGIN_SECONDS", 2.0)
     meta.script(Answer(delay_seconds=1.4))
     events = [forwarded_event(app, "first-pixel"), forwarded_event(app, "second-pixel", pixel_id=OTHER_PIXEL)]

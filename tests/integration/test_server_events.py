@@ -2,7 +2,6 @@
 handler (as API Gateway invokes it), then counted and published by the real functions behind their
 queues (moto), to a local fake Meta."""
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -10,15 +9,12 @@ import urllib.parse
 
 import pytest
 
-from devtools.fake_meta import FakeMeta
-from pixel_core import config, publishing
+from pixel_core import config
 from pixel_core.models import MatchKeysDayItem, TableItem, TotalsItem, pixel_partition
-from pixel_core.signal_configs import Connection, setup_pixel
 from tests.support.api_events import http_api_event, response_body
 from tests.support.documents import STATS, graphql_body
 
 PIXEL = 18904456377094531
-TOKEN = "EAAB-test-access-token-0123456789"
 EMAIL = "john_smith@gmail.com"
 EMAIL_SHA256 = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"  # Meta's own example
 USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"
@@ -28,21 +24,6 @@ ACCESS_KEY = """query K($tenantId: ID!) { tenantQueries(tenantId: $tenantId) {
   account { signalConfigs { connectionStatus { pixelID accessKey } } } } }"""
 ROTATE = """mutation R($tenantId: ID!, $id: ID!) { tenantMutations(tenantId: $tenantId) {
   signalMutations { rotatePixelAccessKey(id: $id) { success connectionStatus { accessKey } } } } }"""
-
-
-@pytest.fixture
-def meta(monkeypatch):
-    with FakeMeta() as fake:
-        monkeypatch.setattr(
-            publishing, "settings", dataclasses.replace(config.settings, graph_api_base_url=fake.base_url)
-        )
-        yield fake
-
-
-@pytest.fixture
-def connected(app, table):
-    connection = Connection(PIXEL, "2840127409433732", TOKEN, "633612748410ba6e902", "v14.0", None)
-    return setup_pixel(app.tenant_id, connection)
 
 
 def access_key(gql, app):
@@ -220,6 +201,9 @@ NOW = int(time.time())
         ),
         pytest.param({"event_id": "x" * 129}, 2804019, "event_id", id="long-event-id"),
         pytest.param({"custom_data": {"value": "x" * 9000}}, 2804019, "custom_data", id="big-custom-data"),
+        pytest.param(
+            {"custom_data": {"a": [[[[[[[[[[1]]]]]]]]]]}}, 2804019, "10 levels", id="deep-custom-data"
+        ),
         pytest.param({"opt_out": "yes"}, 2804019, "opt_out", id="opt-out-not-bool"),
         pytest.param({"surprise": 1}, 2804019, "unknown parameter surprise", id="unknown-field"),
     ],

@@ -109,6 +109,8 @@ TENANT_QUERIES = """query Account($tenantId: ID!) { tenantQueries(tenantId: $ten
   domainFilters { id domain pixelId filterState } } }"""
 TRACK = "mutation T($event: TrackEventInput!) { track(event: $event) { code data message } }"
 PIXEL = "18904456377094531"
+# The Meta access token of the `connected` fixture's pixel.
+META_TOKEN = "EAAB-test-access-token-0123456789"
 SETUP_VARIABLES: dict[str, Any] = {
     "tenantId": "IaoreXfj",
     "input": {

@@ -347,17 +347,6 @@ def api_event(
     return event
 
 
-@pytest.fixture
-def meta(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMeta]:
-    from pixel_core import config, publishing
-
-    with FakeMeta() as fake:
-        monkeypatch.setattr(
-            publishing, "settings", dataclasses.replace(config.settings, graph_api_base_url=fake.base_url)
-        )
-        yield fake
-
-
 def run_workload(
     handler: Any, lambda_context: Any, aggregator: Any, publisher: Any, cleanup: Any, meta: FakeMeta
 ) -> None:

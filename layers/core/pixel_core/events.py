@@ -31,7 +31,8 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 from pixel_core.strict_json import is_strict_json
 
@@ -60,6 +61,40 @@ TEST_EVENT_CODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Meta's: at most this many events a request, each at most this old (it refuses the whole request).
 MAX_EVENTS_PER_REQUEST = 1_000
 MAX_EVENT_AGE_SECONDS = 7 * 86_400
+
+
+def is_page_url(value: object) -> bool:
+    """An event's page (event_source_url): an http(s) URL with a host, of at most MAX_URL_LENGTH."""
+    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def is_custom_data(value: object) -> TypeGuard[dict[str, Any]]:
+    """custom_data Meta can take: a strict-JSON object (no NaN, Infinity or lone surrogate) of at
+    most MAX_CUSTOM_DATA_BYTES and MAX_CUSTOM_DATA_DEPTH levels."""
+    return (
+        isinstance(value, dict)
+        and _depth(value) <= MAX_CUSTOM_DATA_DEPTH
+        and is_strict_json(value)
+        and len(json.dumps(value)) <= MAX_CUSTOM_DATA_BYTES
+    )
+
+
+def _depth(value: object) -> int:
+    """Nesting depth, without recursion (hostile data can be nested thousands deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_CUSTOM_DATA_DEPTH:
+            break
+        children = (
+            current.values() if isinstance(current, dict) else current if isinstance(current, list) else ()
+        )
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def reason_text(reason: str) -> str:

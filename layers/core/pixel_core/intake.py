@@ -10,7 +10,6 @@ dropped); publishing off or a dropping event filter keep it counted as received 
 unpublishable.
 """
 
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from pixel_core.events import (
     PAGE_VIEW,
     InvalidEventMessage,
     PixelEvent,
+    is_custom_data,
+    is_page_url,
     reason_text,
 )
 from pixel_core.filters import event_name_of, verdict
@@ -39,7 +40,6 @@ from pixel_core.observability import count
 from pixel_core.pixel_domains import cleaned
 from pixel_core.pixels import recent_pixel_for, recent_tenant
 from pixel_core.queues import enqueue
-from pixel_core.strict_json import is_strict_json
 from pixel_core.user_data import InvalidUserData, prepare
 
 USER_FOUND = "User Found"
@@ -210,8 +210,7 @@ def _event_time(client_time: int | None, now: float) -> int:
 def _url(url: str | None) -> str | None:
     if url is None or url == "":
         return None
-    parts = urlsplit(url) if len(url) <= MAX_URL_LENGTH else None
-    if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+    if not is_page_url(url):
         raise BadRequest(f"Invalid url: an http(s) URL of at most {MAX_URL_LENGTH} characters")
     return url
 
@@ -231,29 +230,9 @@ def _user_data(user_data: object) -> dict[str, object]:
 def _custom_data(custom_data: object) -> dict[str, Any] | None:
     if custom_data is None:
         return None
-    if (
-        not isinstance(custom_data, dict)
-        or _depth(custom_data) > MAX_CUSTOM_DATA_DEPTH
-        or not is_strict_json(custom_data)  # NaN, Infinity or a lone surrogate would reach Meta
-        or len(json.dumps(custom_data)) > MAX_CUSTOM_DATA_BYTES
-    ):
+    if not is_custom_data(custom_data):
         raise BadRequest(
             f"Invalid customData: a JSON object of at most {MAX_CUSTOM_DATA_BYTES} bytes"
             f" and {MAX_CUSTOM_DATA_DEPTH} levels, strict JSON (no NaN, Infinity or lone surrogates)"
         )
     return custom_data
-
-
-def _depth(value: object) -> int:
-    """Nesting depth, without recursion (hostile data can be nested thousands deep)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        current, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_CUSTOM_DATA_DEPTH:
-            break
-        children = (
-            current.values() if isinstance(current, dict) else current if isinstance(current, list) else ()
-        )
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest

@@ -24,6 +24,7 @@ from pixel_core.config import settings
 from pixel_core.events import (
     EVENT_ID,
     MAX_CUSTOM_DATA_BYTES,
+    MAX_CUSTOM_DATA_DEPTH,
     MAX_EVENT_AGE_SECONDS,
     MAX_EVENT_NAME_LENGTH,
     MAX_EVENTS_PER_REQUEST,
@@ -31,6 +32,8 @@ from pixel_core.events import (
     TEST_EVENT_CODE,
     InvalidEventMessage,
     PixelEvent,
+    is_custom_data,
+    is_page_url,
     reason_text,
 )
 from pixel_core.intake import drop_reason, unpublishable_reason
@@ -39,7 +42,6 @@ from pixel_core.observability import count
 from pixel_core.pixel_domains import cleaned
 from pixel_core.pixels import recent_tenant
 from pixel_core.queues import enqueue_all
-from pixel_core.strict_json import is_strict_json
 from pixel_core.user_data import InvalidUserData, prepare
 
 # Meta's action_source values (Conversions API, "Server event parameters").
@@ -258,8 +260,7 @@ def _event_id(where: str, value: object) -> str:
 def _url(where: str, value: object) -> str | None:
     if value is None or value == "":
         return None
-    parts = urlsplit(value) if isinstance(value, str) and len(value) <= MAX_URL_LENGTH else None
-    if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+    if not is_page_url(value):
         raise invalid_parameter(
             f"{where}: event_source_url must be an http(s) URL of at most {MAX_URL_LENGTH} characters."
         )
@@ -269,13 +270,10 @@ def _url(where: str, value: object) -> str | None:
 def _custom_data(where: str, value: object) -> dict[str, Any] | None:
     if value is None:
         return None
-    if (
-        not isinstance(value, dict)
-        or not is_strict_json(value)
-        or len(json.dumps(value)) > MAX_CUSTOM_DATA_BYTES
-    ):
+    if not is_custom_data(value):
         raise invalid_parameter(
-            f"{where}: custom_data must be a JSON object of at most {MAX_CUSTOM_DATA_BYTES} bytes."
+            f"{where}: custom_data must be a strict-JSON object of at most {MAX_CUSTOM_DATA_BYTES} bytes"
+            f" and {MAX_CUSTOM_DATA_DEPTH} levels."
         )
     return value
 
