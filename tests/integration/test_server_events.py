@@ -9,10 +9,11 @@ import urllib.parse
 
 import pytest
 
-from pixel_core import config
+from pixel_core import config, queues
 from pixel_core.models import MatchKeysDayItem, TableItem, TotalsItem, pixel_partition
 from tests.support.api_events import http_api_event, response_body
 from tests.support.documents import STATS, graphql_body
+from tests.support.faults import unreachable
 
 PIXEL = 18904456377094531
 EMAIL = "john_smith@gmail.com"
@@ -504,3 +505,25 @@ def test_bot_filtering_turned_off_counts_a_crawlers_events_like_any_other(
     assert status == 200
     aggregator()
     assert (int(totals().events_received), int(totals().events_bots)) == (1, 0)
+
+
+def test_an_unexpected_failure_is_metas_transient_code_2_and_is_logged(
+    app, gql, connected, handler, lambda_context, json_logs, inject
+):
+    # Given the events queue unreachable for the function (a failure on our side, not the sender's)
+    key = access_key(gql, app)
+    inject(queues.sqs_client(), "SendMessageBatch", unreachable)
+    # When a valid request comes in
+    status, answer = post(
+        handler,
+        lambda_context,
+        f"/capi/{PIXEL}/events",
+        json.dumps({"data": [server_event()], "accessKey": key}),
+    )
+    # Then it is Meta's retryable answer, is_transient inside the error as Meta puts it
+    assert status == 500
+    assert (answer["error"]["code"], answer["error"]["is_transient"]) == (2, True)
+    assert answer["error"]["fbtrace_id"]
+    assert [line["fbtrace_id"] for line in json_logs() if line["message"] == "Server events failed"] == [
+        answer["error"]["fbtrace_id"]
+    ]

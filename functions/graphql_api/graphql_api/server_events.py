@@ -24,7 +24,9 @@ from pixel_core.server_events import MetaApiError, ServerRequest, accept, invali
 _PATHS = (re.compile(r"/capi/(\d{1,20})/events/?"), re.compile(r"/v\d{1,3}\.\d{1,2}/(\d{1,20})/events/?"))
 _BEARER = re.compile(r"Bearer\s+(\S+)", re.IGNORECASE)
 # Meta's answer when something failed on its side: code 2, transient, to be retried.
-_UNEXPECTED = MetaApiError(500, 2, "An unexpected error has occurred. Please retry your request later.")
+_UNEXPECTED = MetaApiError(
+    500, 2, "An unexpected error has occurred. Please retry your request later.", transient=True
+)
 
 
 def pixel_of(path: str) -> int | None:
@@ -51,7 +53,7 @@ async def handle(scope: Scope, receive: Receive, send: Send, pixel_id: int, max_
         return
     except Exception:
         logger.exception("Server events failed", extra={"pixel_id": pixel_id, "fbtrace_id": trace})
-        await send_json(send, _UNEXPECTED.status, _UNEXPECTED.body(trace) | {"is_transient": True})
+        await send_json(send, _UNEXPECTED.status, _UNEXPECTED.body(trace))
         return
     await send_json(send, 200, {"events_received": received, "messages": [], "fbtrace_id": trace})
 

@@ -88,13 +88,16 @@ class MetaApiError(Exception):
     subcode: int | None = None
     user_title: str | None = None
     user_message: str | None = None
+    transient: bool = False  # Meta's is_transient: retrying the same request may succeed
 
     def body(self, trace_id: str) -> dict[str, Any]:
         error: dict[str, Any] = {"message": self.message, "type": self.error_type, "code": self.code}
         if self.subcode is not None:
             error["error_subcode"] = self.subcode
+        if self.user_title is not None or self.transient:
+            error["is_transient"] = self.transient
         if self.user_title is not None:
-            error |= {"is_transient": False, "error_user_title": self.user_title}
+            error["error_user_title"] = self.user_title
             error["error_user_msg"] = self.user_message
         return {"error": {**error, "fbtrace_id": trace_id}}
 
