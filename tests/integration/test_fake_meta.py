@@ -170,8 +170,12 @@ class RecordedWaits:
     def __init__(self, event: threading.Event) -> None:
         self._event = event
         self.waits: list[tuple[float | None, bool]] = []
+        # Set once a handler is inside a delay: a loaded machine may accept the connection only after
+        # a short client timeout, so a test that needs the handler mid-delay waits for this first.
+        self.entered = threading.Event()
 
     def wait(self, timeout: float | None = None) -> bool:
+        self.entered.set()
         woken = self._event.wait(timeout)
         self.waits.append((timeout, woken))
         return woken
@@ -181,9 +185,11 @@ class RecordedWaits:
 
 
 def test_delayed_answer_makes_a_client_with_a_short_timeout_time_out_while_the_request_is_recorded(
-    meta: FakeMeta,
+    meta: FakeMeta, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given an answer held for an hour: only the client's own timeout can end its wait
+    waits = RecordedWaits(meta._stopping)
+    monkeypatch.setattr(meta, "_stopping", waits)
     meta.script(Answer(delay_seconds=3600))
 
     # When a client that waits 0.2 s posts, Then it times out
@@ -191,6 +197,7 @@ def test_delayed_answer_makes_a_client_with_a_short_timeout_time_out_while_the_r
         post_events(meta, [event(event_id="slow")], timeout=0.2)
     if isinstance(raised.value, urllib.error.URLError):
         assert isinstance(raised.value.reason, (TimeoutError, socket.timeout))
+    assert waits.entered.wait(timeout=10), "the fake never started the delayed answer"
 
     # Meta may well have the events even though the client gave up: the retry below duplicates them.
     assert [r.status for r in meta.requests()] == [200]
@@ -223,6 +230,7 @@ def test_stop_does_not_wait_for_a_long_delay_to_run_out(monkeypatch: pytest.Monk
         meta.script(Answer(delay_seconds=3600))
         with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)):
             post_events(meta, [event()], timeout=0.2)
+        assert waits.entered.wait(timeout=10), "the fake never started the delayed answer"
     finally:
         # When the fake is stopped (it joins its handler threads before returning)
         meta.stop()
