@@ -8,8 +8,9 @@ CORS is the template's `CorsConfiguration` of the HttpApi, applied as API Gatewa
 preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered 204 by the gateway
 itself, on any path, without invoking a function; other responses to a request from an allowed
 origin get Access-Control-Allow-Origin, and CORS headers set by the function are dropped. A
-parameter the configuration refers to (`!Ref CorsAllowOrigins`) takes its value from the
-environment variable of the same name in upper snake case (CORS_ALLOW_ORIGINS, comma-separated),
+parameter the configuration refers to (`!Ref BrowserGraphqlOrigins`, also through `!If` on a
+condition) takes its value from the environment variable of the same name in upper snake case
+(BROWSER_GRAPHQL_ORIGINS, comma-separated),
 else from its default. Stage throttling is not emulated.
 
 Bodies are read as API Gateway reads them: a Content-Length or a chunked body of at most 10 MB
@@ -122,15 +123,49 @@ def parameter_value(template: dict[str, Any], name: str, environ: Mapping[str, s
 
 
 def _resolved(value: Any, template: dict[str, Any], environ: Mapping[str, str]) -> Any:
+    if value == {"Ref": "AWS::NoValue"}:
+        return None
     if isinstance(value, dict) and set(value) == {"Ref"}:
         return parameter_value(template, value["Ref"], environ)
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        condition, when_true, when_false = value["Fn::If"]
+        chosen = when_true if condition_value(template, condition, environ) else when_false
+        return _resolved(chosen, template, environ)
     if isinstance(value, dict) and any(key.startswith("Fn::") for key in value):
-        raise ValueError(f"only !Ref <Parameter> is supported in a local CorsConfiguration: {value}")
+        raise ValueError(f"only !Ref <Parameter> and !If are supported in a local CorsConfiguration: {value}")
     if isinstance(value, dict):
         return {key: _resolved(item, template, environ) for key, item in value.items()}
     if isinstance(value, list):
         return [_resolved(item, template, environ) for item in value]
     return value
+
+
+def condition_value(template: dict[str, Any], name: str, environ: Mapping[str, str]) -> bool:
+    """A template condition, with parameters as `parameter_value` gives them locally."""
+    return bool(_evaluated(template.get("Conditions", {})[name], template, environ))
+
+
+def _evaluated(expression: Any, template: dict[str, Any], environ: Mapping[str, str]) -> Any:
+    # The condition functions this template uses; anything else fails loudly rather than guess.
+    if isinstance(expression, str):
+        return expression
+    if isinstance(expression, list):
+        return [_evaluated(item, template, environ) for item in expression]
+    if isinstance(expression, dict) and len(expression) == 1:
+        ((function, argument),) = expression.items()
+        if function == "Ref":
+            return parameter_value(template, argument, environ)
+        if function == "Condition":
+            return condition_value(template, argument, environ)
+        if function == "Fn::Not":
+            return not _evaluated(argument[0], template, environ)
+        if function == "Fn::Equals":
+            left, right = (_evaluated(item, template, environ) for item in argument)
+            return str(left) == str(right)
+        if function == "Fn::Join":
+            separator, items = argument
+            return separator.join(str(item) for item in _evaluated(items, template, environ))
+    raise ValueError(f"not supported in a local template condition: {expression}")
 
 
 def _strings(value: Any) -> tuple[str, ...]:

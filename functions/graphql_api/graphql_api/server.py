@@ -1,5 +1,6 @@
 """The ASGI app: GraphQL at /graphql and /capig/graphql/, server events in Meta's format
-(graphql_api/server_events.py), a readiness check at /health.
+(graphql_api/server_events.py), the browser snippet and its collection (graphql_api/browser.py),
+a readiness check at /health.
 
 Built once per container from the settings read at cold start (`graphql_app`, `asgi_app`); tests
 build others from other settings with `create_graphql_app` and `create_asgi_app`. Mangum serves it
@@ -11,6 +12,7 @@ import re
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from ariadne import convert_camel_case_to_snake, load_schema_from_path, make_executable_schema
 from ariadne.asgi import GraphQL
@@ -19,11 +21,11 @@ from graphql import GraphQLError, GraphQLSchema
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from graphql_api import limits, server_events
+from graphql_api import browser, limits, server_events
 from graphql_api.documents import DocumentCache
+from graphql_api.http import header, send_json
 from graphql_api.resolvers import bindables
 from graphql_api.resolvers.errors import format_error
-from graphql_api.server_events import send_json
 from pixel_core.config import Settings, settings
 from pixel_core.health import readiness
 
@@ -97,15 +99,32 @@ def create_graphql_app(settings: Settings) -> GraphQL:
     )
 
 
-def _content_type(scope: Scope) -> str:
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"content-type":
-            return str(value.decode("latin-1").strip().lower())
-    return ""
-
-
 def _request_error(message: str, code: int) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code}}]}
+
+
+BROWSER_REFUSED = (
+    "GraphQL is not callable from web pages: its credentials act on the whole tenant. Count pageviews "
+    "with the pixel snippet (/px.js), or have an operator allow this origin (BrowserGraphqlOrigins)."
+)
+
+
+def from_a_foreign_page(scope: Scope, allowed_origins: frozenset[str]) -> bool:
+    """Whether a web page of another origin sent this request, and that origin may not call GraphQL.
+
+    Browsers name the page's origin in `Origin` on every cross-origin POST (and servers send none).
+    Refusing here, not only in CORS, matters: a `text/plain` POST needs no preflight, so CORS would
+    let it run and only hide the answer. The gateway's own pages (the GraphiQL explorer) are the
+    same origin as the request's Host and may.
+    """
+    origin = header(scope, b"origin")
+    if origin is None:
+        return False
+    origin = origin.strip().rstrip("/").lower()
+    if "*" in allowed_origins or origin in allowed_origins:
+        return False
+    host = (header(scope, b"host") or "").strip().lower()
+    return not host or urlsplit(origin).netloc != host
 
 
 def create_asgi_app(settings: Settings, graphql_app: ASGIApp | None = None) -> AsgiHandler:
@@ -114,15 +133,18 @@ def create_asgi_app(settings: Settings, graphql_app: ASGIApp | None = None) -> A
     max_body_bytes = settings.max_body_bytes
 
     async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
-        # Four routes do not justify a web framework's import cost on every cold start.
+        # A few routes do not justify a web framework's import cost on every cold start.
         path = scope.get("path", "")
         if scope["type"] == "http" and path in GRAPHQL_PATHS:
+            if from_a_foreign_page(scope, settings.browser_graphql_origins):
+                await send_json(send, 403, _request_error(BROWSER_REFUSED, 403))
+                return
             # Read (within the limit) before anything parses it: an oversized body costs nothing more.
             body = await limits.read_body(scope, receive, max_body_bytes)
             if body is None:
                 await send_json(send, 413, limits.too_large(max_body_bytes))
                 return
-            if _content_type(scope).startswith("multipart/"):
+            if (header(scope, b"content-type") or "").strip().lower().startswith("multipart/"):
                 # No uploads here; Ariadne would hand it to a form parser that is not installed.
                 await send_json(send, 415, _request_error("Use Content-Type: application/json", 415))
                 return
@@ -145,6 +167,18 @@ def create_asgi_app(settings: Settings, graphql_app: ASGIApp | None = None) -> A
             and (pixel_id := server_events.pixel_of(path)) is not None
         ):
             await server_events.handle(scope, receive, send, pixel_id, settings.max_server_events_body_bytes)
+        elif (
+            scope["type"] == "http"
+            and path == browser.SNIPPET_PATH
+            and scope.get("method") in ("GET", "HEAD")
+        ):
+            await browser.serve_snippet(scope, send)
+        elif (
+            scope["type"] == "http"
+            and scope.get("method") == "POST"
+            and (pixel_id := browser.pixel_of(path)) is not None
+        ):
+            await browser.handle_collection(scope, receive, send, pixel_id)
         elif scope["type"] == "http":
             await send_json(send, 404, {"message": "Not Found"})
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from starlette.types import Receive, Scope, Send
 
 from graphql_api import limits
+from graphql_api.http import send_json
 from pixel_core.observability import logger
 from pixel_core.server_events import MetaApiError, ServerRequest, accept, invalid_parameter, trace_id
 
@@ -98,11 +99,3 @@ def _refuse_constant(name: str) -> None:
 
 def _single_values(parsed: dict[str, list[str]]) -> dict[str, str]:
     return {name: values[-1] for name, values in parsed.items()}
-
-
-async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    """A JSON answer (the app's other routes answer with it too)."""
-    payload = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})

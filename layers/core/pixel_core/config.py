@@ -42,6 +42,12 @@ class Settings:
     # A server-events request may carry Meta's 1,000 events (of up to ~4 KB each with every key):
     # the same 413 before parsing, at a size made for them, below Lambda's 6 MB payload limit.
     max_server_events_body_bytes: int = 4 * 1024 * 1024
+    # Browser collection (pixel_core.browser_events): a pixel's browser events a minute, over which
+    # they are dropped as rate limited (0: no limit).
+    browser_events_per_pixel_per_minute: int = 6_000
+    # Origins whose web pages may call GraphQL itself ("*": any); none by default, since every
+    # GraphQL credential is an admin one (docs/api.md, "Browsers").
+    browser_graphql_origins: frozenset[str] = frozenset()
 
     @property
     def is_production(self) -> bool:
@@ -68,6 +74,12 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         max_query_tokens=int(environ.get("MAX_QUERY_TOKENS", "2000")),
         max_body_bytes=int(environ.get("MAX_BODY_BYTES", str(64 * 1024))),
         max_server_events_body_bytes=int(environ.get("MAX_SERVER_EVENTS_BODY_BYTES", str(4 * 1024 * 1024))),
+        browser_events_per_pixel_per_minute=int(environ.get("BROWSER_EVENTS_PER_PIXEL_PER_MINUTE", "6000")),
+        browser_graphql_origins=frozenset(
+            origin.strip().rstrip("/").lower()
+            for origin in environ.get("BROWSER_GRAPHQL_ORIGINS", "").split(",")
+            if origin.strip()
+        ),
     )
 
 

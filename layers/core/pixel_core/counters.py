@@ -37,6 +37,7 @@ from pixel_core.models import (
     transaction,
 )
 from pixel_core.observability import logger
+from pixel_core.rate_limits import RATE_LIMIT_REASON
 
 MAX_TRANSACTION_ITEMS = 100
 # Worth another attempt: whole-request errors (after botocore's own retries) and per-item reasons.
@@ -319,6 +320,8 @@ def _counter_writes(pixel_id: int, events: list[PixelEvent], seen_visitor_days: 
         totals_actions.append(TotalsItem.events_dropped.add(dropped))
     if bots := sum(1 for event in events if event.dropped == BOT_REASON):
         totals_actions.append(TotalsItem.events_bots.add(bots))
+    if rate_limited := sum(1 for event in events if event.dropped == RATE_LIMIT_REASON):
+        totals_actions.append(TotalsItem.events_rate_limited.add(rate_limited))
     writes.append(_counter(TotalsItem(*TotalsItem.key(pixel_id)), totals_actions))
 
     # Match keys by the day each event was received: one update per day, whatever the batch's size.

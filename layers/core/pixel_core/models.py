@@ -24,6 +24,9 @@ Counters, written only by the aggregator, live in the pixel's partition too:
 | visitor               | VISITOR#<md5>                   |
 | event marker (TTL)    | EVENT#<event id>, DROPPED#<id>  |
 | published marker (TTL)| PUBLISHED#<event id>            |
+
+and, written by the API's browser collection, `RATE#<minute>` (TTL): a pixel's browser events
+in that minute, for its rate limit.
 """
 
 import secrets
@@ -225,6 +228,8 @@ class TotalsItem(TableItem, discriminator="totals"):
     events_expired = NumberAttribute(default=0)  # too old for Meta: not sent
     events_rejected = NumberAttribute(default=0)  # refused by Meta for a fault of their own: not retried
     events_bots = NumberAttribute(default=0)  # of events_dropped: a bot's (pixel_core.bots)
+    # Of events_dropped: over the pixel's rate of browser events (pixel_core.rate_limits).
+    events_rate_limited = NumberAttribute(default=0)
 
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:
@@ -314,6 +319,17 @@ class EventMarkerItem(TableItem, discriminator="event_marker"):
     @staticmethod
     def key(pixel_id: int, event_id: str, *, dropped: bool = False) -> tuple[str, str]:
         return pixel_partition(pixel_id), f"{'DROPPED' if dropped else 'EVENT'}#{event_id}"
+
+
+class RateWindowItem(TableItem, discriminator="rate_window"):
+    """Browser events a pixel took in one minute (pixel_core.rate_limits), gone an hour later."""
+
+    events = NumberAttribute(default=0)
+    expires_at = TTLAttribute()
+
+    @staticmethod
+    def key(pixel_id: int, minute: int) -> tuple[str, str]:
+        return pixel_partition(pixel_id), f"RATE#{minute}"
 
 
 class PublishedMarkerItem(TableItem, discriminator="published_marker"):

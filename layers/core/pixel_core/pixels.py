@@ -35,6 +35,15 @@ def pixel_for(principal: Principal, pixel_id: int) -> PixelItem:
     return pixel
 
 
+def recent_pixel(pixel_id: int) -> PixelItem | None:
+    """The pixel as this container read it in the last few seconds (PIXEL_CACHE_SECONDS), for
+    intake that has no principal (browser collection); None when there is none."""
+    try:
+        return _recent_pixel(pixel_id)
+    except PixelNotFound:
+        return None
+
+
 def recent_pixel_for(principal: Principal, pixel_id: int) -> PixelItem:
     """Like pixel_for, but may answer from what this container read in the last few seconds
     (PIXEL_CACHE_SECONDS): for the event intake, where every request would otherwise read it."""

@@ -139,7 +139,7 @@ def accept(request: ServerRequest) -> int:
     now = time.time()
     tenant = recent_tenant(pixel.tenant_id)
     events = [
-        _pixel_event(pixel, tenant, _checked(index, raw, now), test_event_code, now)
+        pixel_event(pixel, tenant, checked_event(index, raw, now), test_event_code, now)
         for index, raw in enumerate(raw_events)
     ]
     enqueue_all(events, settings.events_queue_url)
@@ -171,7 +171,7 @@ def _test_event_code(value: object) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Checked:
+class CheckedEvent:
     """One event, valid by Meta's rules, its user_data already hashed."""
 
     event_name: str
@@ -185,7 +185,7 @@ class _Checked:
     email_md5: str | None
 
 
-def _checked(index: int, raw: object, now: float) -> _Checked:
+def checked_event(index: int, raw: object, now: float) -> CheckedEvent:
     where = f"data[{index}]"
     if isinstance(raw, str):  # an event may be a string holding one, as the Graph API allows
         try:
@@ -221,7 +221,7 @@ def _checked(index: int, raw: object, now: float) -> _Checked:
         raise invalid_parameter(
             f"{where}: website events need event_source_url and user_data.client_user_agent."
         )
-    return _Checked(
+    return CheckedEvent(
         event_name=name.strip(),
         event_time=event_time,
         event_id=_event_id(where, raw.get("event_id")),
@@ -312,8 +312,8 @@ def _email_md5(value: object) -> str | None:
     return hashlib.md5(first.strip().lower().encode(), usedforsecurity=False).hexdigest()
 
 
-def _pixel_event(
-    pixel: PixelItem, tenant: TenantItem | None, event: _Checked, test_event_code: str | None, now: float
+def pixel_event(
+    pixel: PixelItem, tenant: TenantItem | None, event: CheckedEvent, test_event_code: str | None, now: float
 ) -> PixelEvent:
     host = urlsplit(event.event_source_url).hostname if event.event_source_url else None
     domain = cleaned(host) if host else None
