@@ -116,9 +116,11 @@ def fresh_container_caches() -> None:
     """Each test starts like a new Lambda container: nothing remembered from another test's tables."""
     from pixel_core.auth import forget_verified_apps
     from pixel_core.pixels import forget_recent_pixels
+    from pixel_core.rate_limits import forget_full_windows
 
     forget_verified_apps()
     forget_recent_pixels()
+    forget_full_windows()
 
 
 @pytest.fixture(scope="session")
