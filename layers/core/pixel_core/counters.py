@@ -11,7 +11,7 @@ those events. Unique visitors work the same way with a visitor-day item.
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,9 @@ class _Chunk:
     pixels: dict[int, PixelItem]  # as read before the first attempt; the condition checks it still is
     counted_before: set[EventKey] = field(default_factory=set)  # events with a marker
     seen_visitor_days: set[Key] = field(default_factory=set)  # visitor-day keys that exist
+    # Per pixel, the latest receipt of the batch: every transaction sets the same, so their order
+    # (no longer the order of arrival) cannot leave an earlier one in TOTALS.
+    latest_received: dict[int, float] = field(default_factory=dict)
     missing_pixels: set[int] = field(default_factory=set)
 
     def live(self) -> list[PixelEvent]:
@@ -124,7 +127,8 @@ def _current_pixels(events: list[PixelEvent]) -> dict[int, PixelItem]:
     return {pixel.number: pixel for pixel in found}
 
 
-def keys_touched(event: PixelEvent) -> set[Key]:
+def keys_touched(event: PixelEvent, seen_visitor_days: Set[Key] = frozenset()) -> set[Key]:
+    """The items an event's transaction writes or checks for it (a visitor-day only while new)."""
     keys = {EventMarkerItem.key(event.pixel_id, event.event_id), PixelItem.key(event.pixel_id)}
     if event.dropped is not None:
         keys.add(EventMarkerItem.key(event.pixel_id, event.event_id, dropped=True))
@@ -136,24 +140,72 @@ def keys_touched(event: PixelEvent) -> set[Key]:
         if event.domain:
             keys.add(DayDomainItem.key(event.pixel_id, event.day, event.domain))
         if event.visitor_md5:
-            keys.add(VisitorDayItem.key(event.pixel_id, event.day, event.visitor_md5))
+            visitor_day = VisitorDayItem.key(event.pixel_id, event.day, event.visitor_md5)
+            if visitor_day not in seen_visitor_days:
+                keys.add(visitor_day)
             keys.add(VisitorItem.key(event.pixel_id, event.visitor_md5))
     return keys
 
 
-def chunks(events: Sequence[PixelEvent]) -> Iterable[list[PixelEvent]]:
-    """Consecutive groups whose writes fit in one transaction (an item may appear only once)."""
-    chunk: list[PixelEvent] = []
-    keys: set[Key] = set()
+@dataclass
+class _Bin:
+    """The events of one future transaction and the items they write."""
+
+    events: list[PixelEvent] = field(default_factory=list)
+    keys: set[Key] = field(default_factory=set)
+
+
+def _pieces(events: Sequence[PixelEvent], seen_visitor_days: Set[Key]) -> list[_Bin]:
+    """The batch cut into pieces that share counter items: one per pixel and visitor (identified
+    events) or per pixel, day and domain (the others), each split if it would not fit one transaction."""
+    groups: dict[tuple[Any, ...], list[PixelEvent]] = defaultdict(list)
     for event in events:
-        touched = keys_touched(event)
-        if chunk and len(keys | touched) > MAX_TRANSACTION_ITEMS:
-            yield chunk
-            chunk, keys = [], set()
-        chunk.append(event)
-        keys |= touched
-    if chunk:
-        yield chunk
+        if event.visitor_md5 and event.dropped is None:
+            groups[(event.pixel_id, "visitor", event.visitor_md5)].append(event)
+        else:
+            groups[(event.pixel_id, "day", event.day, event.domain or "")].append(event)
+    pieces: list[_Bin] = []
+    for group in groups.values():
+        piece = _Bin()
+        for event in group:
+            touched = keys_touched(event, seen_visitor_days)
+            if piece.events and len(piece.keys | touched) > MAX_TRANSACTION_ITEMS:
+                pieces.append(piece)
+                piece = _Bin()
+            piece.events.append(event)
+            piece.keys |= touched
+        pieces.append(piece)
+    return pieces
+
+
+def chunks(events: Sequence[PixelEvent], seen_visitor_days: Set[Key] = frozenset()) -> list[list[PixelEvent]]:
+    """The events grouped into transactions of at most 100 items (an item may appear only once in
+    one), packed so that each counter item is written by as few of them as possible.
+
+    A counter item in two transactions costs two writes, so the order of arrival is not kept: each
+    piece of the batch (a visitor's events, or a domain's anonymous ones) goes, biggest first and one
+    pixel after another, to the open transaction it adds the fewest new items to (best fit).
+    """
+    pieces = _pieces(events, seen_visitor_days)
+    events_per_pixel = Counter(event.pixel_id for event in events)
+    pieces.sort(
+        key=lambda piece: (
+            -events_per_pixel[piece.events[0].pixel_id],
+            piece.events[0].pixel_id,
+            -len(piece.keys),
+        )
+    )
+    bins: list[_Bin] = []
+    for piece in pieces:
+        fitting = [b for b in bins if len(b.keys | piece.keys) <= MAX_TRANSACTION_ITEMS]
+        if fitting:
+            best = min(fitting, key=lambda b: (len(piece.keys - b.keys), -len(b.keys)))
+        else:
+            best = _Bin()
+            bins.append(best)
+        best.events.extend(piece.events)
+        best.keys |= piece.keys
+    return [b.events for b in bins]
 
 
 def count_events(
@@ -184,8 +236,19 @@ def count_events(
         pixel = pixels.get(event.pixel_id)
         (owned if pixel is not None and pixel.owns(event) else orphans).append(event)
     _orphaned(outcome, {event.pixel_id for event in orphans}, len(orphans))
-    for events_in_chunk in chunks(owned):
-        _commit(_Chunk(events_in_chunk, pixels), outcome, sleep)
+    # Read once for the batch, and shared by its transactions: one that commits adds the visitor-days
+    # it wrote, so a later one of the same batch neither writes them again nor is cancelled by them.
+    seen_visitor_days = _existing_visitor_days(owned) if owned else set()
+    latest_received: dict[int, float] = {}
+    for event in owned:
+        if event.dropped is None:
+            latest = latest_received.get(event.pixel_id, event.received_at)
+            latest_received[event.pixel_id] = max(latest, event.received_at)
+    for events_in_chunk in chunks(owned, seen_visitor_days):
+        chunk = _Chunk(
+            events_in_chunk, pixels, seen_visitor_days=seen_visitor_days, latest_received=latest_received
+        )
+        _commit(chunk, outcome, sleep)
     return outcome
 
 
@@ -214,11 +277,10 @@ def _orphaned(outcome: BatchOutcome, pixel_ids: set[int], events: int) -> None:
 
 
 def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]) -> None:
-    chunk.seen_visitor_days |= _existing_visitor_days(chunk.events)
     retries = 0
     # Each cancellation for a failed condition removes at least one item, so this ends.
     while live := chunk.live():
-        writes = _writes(live, chunk.pixels, chunk.seen_visitor_days)
+        writes = _writes(live, chunk.pixels, chunk.seen_visitor_days, chunk.latest_received)
         try:
             with transaction() as tx:
                 for write in writes:
@@ -237,6 +299,7 @@ def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]
             codes = [code for _write, code in reasons]
             raise CountingFailed(f"transaction failed: {error.cause_response_code} {codes}") from error
         outcome.transactions += 1
+        chunk.seen_visitor_days.update(write.subject for write in writes if write.kind == "visitor_day")
         outcome.counted += len(live)
         outcome.counted_events.extend(live)
         break
@@ -287,7 +350,10 @@ def _learn(chunk: _Chunk, reasons: list[tuple[_Write, str]]) -> bool:
 
 
 def _writes(
-    events: list[PixelEvent], pixels: dict[int, PixelItem], seen_visitor_days: set[Key]
+    events: list[PixelEvent],
+    pixels: dict[int, PixelItem],
+    seen_visitor_days: set[Key],
+    latest_received: Mapping[int, float],
 ) -> list[_Write]:
     writes: list[_Write] = []
     by_pixel: dict[int, list[PixelEvent]] = defaultdict(list)
@@ -305,17 +371,19 @@ def _writes(
     for pixel_id, pixel_events in by_pixel.items():
         still = same_pixel(pixels[pixel_id])
         writes.append(_Write("pixel", pixel_id, PixelItem(*PixelItem.key(pixel_id)), condition=still))
-        writes.extend(_counter_writes(pixel_id, pixel_events, seen_visitor_days))
+        writes.extend(_counter_writes(pixel_id, pixel_events, seen_visitor_days, latest_received))
     return writes
 
 
-def _counter_writes(pixel_id: int, events: list[PixelEvent], seen_visitor_days: set[Key]) -> list[_Write]:
+def _counter_writes(
+    pixel_id: int, events: list[PixelEvent], seen_visitor_days: set[Key], latest_received: Mapping[int, float]
+) -> list[_Write]:
     writes: list[_Write] = []
     received = [event for event in events if event.dropped is None]
     totals_actions: list[Any] = []
     if received:
         totals_actions.append(TotalsItem.events_received.add(len(received)))
-        totals_actions.append(TotalsItem.last_received_at.set(max(event.received_at for event in received)))
+        totals_actions.append(TotalsItem.last_received_at.set(latest_received[pixel_id]))
     if dropped := len(events) - len(received):
         totals_actions.append(TotalsItem.events_dropped.add(dropped))
     if bots := sum(1 for event in events if event.dropped == BOT_REASON):
