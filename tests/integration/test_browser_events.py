@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pixel_core import browser_events, rate_limits
+from pixel_core import browser_events, config, rate_limits
 from pixel_core.auth import Principal
 from pixel_core.clock import utc_now
 from pixel_core.models import PixelItem, RateWindowItem, TotalsItem
@@ -84,7 +84,7 @@ def test_a_snippet_event_from_an_attached_domain_is_counted_and_published_with_t
     app, table, meta, handler, lambda_context, aggregator, publisher, json_logs
 ):
     # Given a connected pixel with the shop's domain attached
-    setup_pixel(app.tenant_id, Connection(PIXEL, "2840127409433732", META_TOKEN, None, "v21.0", None))
+    setup_pixel(app.tenant_id, Connection(PIXEL, "2840127409433732", META_TOKEN, "shop-external-id", "v21.0", None))
     add_domain(Principal(app_id=app.app_id, tenant_ids=frozenset({app.tenant_id})), PIXEL, SHOP)
     # When the shop's page sends a Purchase as the snippet does, naming another IP and agent
     spoofed = {"fbp": FBP, "client_ip_address": "192.0.2.1", "client_user_agent": "Spoofed/1.0"}
@@ -219,7 +219,7 @@ def test_over_the_pixels_rate_the_events_are_dropped_as_rate_limit_counted_and_a
     shop_pixel, handler, lambda_context, queued_messages, aggregator, monkeypatch
 ):
     # Given a pixel that takes 3 browser events a minute
-    limited = dataclasses.replace(browser_events.settings, browser_events_per_pixel_per_minute=3)
+    limited = dataclasses.replace(config.settings, browser_events_per_pixel_per_minute=3)
     monkeypatch.setattr(browser_events, "settings", limited)
     minute = int(time.time() // rate_limits.WINDOW_SECONDS)
     monkeypatch.setattr(browser_events, "clock", lambda: minute * 60.0 + 1)
@@ -240,7 +240,7 @@ def test_over_the_pixels_rate_the_events_are_dropped_as_rate_limit_counted_and_a
 def test_rate_limited_events_are_counted_as_dropped_and_apart(
     shop_pixel, handler, lambda_context, aggregator, monkeypatch
 ):
-    limited = dataclasses.replace(browser_events.settings, browser_events_per_pixel_per_minute=1)
+    limited = dataclasses.replace(config.settings, browser_events_per_pixel_per_minute=1)
     monkeypatch.setattr(browser_events, "settings", limited)
     collect(handler, lambda_context, events_body(browser_event(event_id="a"), browser_event(event_id="b")))
     assert aggregator() == 2
@@ -251,7 +251,7 @@ def test_rate_limited_events_are_counted_as_dropped_and_apart(
 def test_with_the_rate_counter_unreachable_events_are_admitted_not_lost(
     shop_pixel, handler, lambda_context, queued_messages, inject, monkeypatch
 ):
-    limited = dataclasses.replace(browser_events.settings, browser_events_per_pixel_per_minute=1)
+    limited = dataclasses.replace(config.settings, browser_events_per_pixel_per_minute=1)
     monkeypatch.setattr(browser_events, "settings", limited)
     inject(dynamodb_client(), "UpdateItem", unreachable)
     status, _, _ = collect(
@@ -262,7 +262,7 @@ def test_with_the_rate_counter_unreachable_events_are_admitted_not_lost(
 
 
 def test_no_limit_writes_no_rate_counter(shop_pixel, handler, lambda_context, queued_messages, monkeypatch):
-    unlimited = dataclasses.replace(browser_events.settings, browser_events_per_pixel_per_minute=0)
+    unlimited = dataclasses.replace(config.settings, browser_events_per_pixel_per_minute=0)
     monkeypatch.setattr(browser_events, "settings", unlimited)
     collect(handler, lambda_context, events_body(*[browser_event(event_id=str(i)) for i in range(20)]))
     assert len(queued_messages()) == 20
