@@ -182,30 +182,41 @@ def chunks(events: Sequence[PixelEvent], seen_visitor_days: Set[Key] = frozenset
     """The events grouped into transactions of at most 100 items (an item may appear only once in
     one), packed so that each counter item is written by as few of them as possible.
 
-    A counter item in two transactions costs two writes, so the order of arrival is not kept: each
-    piece of the batch (a visitor's events, or a domain's anonymous ones) goes, biggest first and one
-    pixel after another, to the open transaction it adds the fewest new items to (best fit).
+    A counter item in two transactions costs two writes, so the order of arrival is not kept. Each
+    pixel's events go whole into one transaction when they fit one (biggest pixel first, into the
+    fullest transaction with room, best fit decreasing). A pixel with more is cut into pieces that
+    share items (a visitor's events, or a day and domain's anonymous ones), each placed where it adds
+    the fewest new items.
     """
-    pieces = _pieces(events, seen_visitor_days)
-    events_per_pixel = Counter(event.pixel_id for event in events)
-    pieces.sort(
-        key=lambda piece: (
-            -events_per_pixel[piece.events[0].pixel_id],
-            piece.events[0].pixel_id,
-            -len(piece.keys),
-        )
-    )
+    by_pixel: dict[int, list[PixelEvent]] = defaultdict(list)
+    for event in events:
+        by_pixel[event.pixel_id].append(event)
+    blocks = [
+        _Bin(pixel_events, _keys(pixel_events, seen_visitor_days)) for pixel_events in by_pixel.values()
+    ]
     bins: list[_Bin] = []
-    for piece in pieces:
-        fitting = [b for b in bins if len(b.keys | piece.keys) <= MAX_TRANSACTION_ITEMS]
-        if fitting:
-            best = min(fitting, key=lambda b: (len(piece.keys - b.keys), -len(b.keys)))
-        else:
-            best = _Bin()
-            bins.append(best)
-        best.events.extend(piece.events)
-        best.keys |= piece.keys
+    for block in sorted(blocks, key=lambda block: -len(block.keys)):
+        if len(block.keys) <= MAX_TRANSACTION_ITEMS:
+            _place(block, bins, key=lambda b: -len(b.keys))
+            continue
+        for piece in sorted(_pieces(block.events, seen_visitor_days), key=lambda piece: -len(piece.keys)):
+            _place(piece, bins, key=lambda b, piece=piece: (len(piece.keys - b.keys), -len(b.keys)))
     return [b.events for b in bins]
+
+
+def _keys(events: Sequence[PixelEvent], seen_visitor_days: Set[Key]) -> set[Key]:
+    return set().union(*(keys_touched(event, seen_visitor_days) for event in events))
+
+
+def _place(piece: _Bin, bins: list[_Bin], key: Callable[[_Bin], Any]) -> None:
+    """Adds the piece to the best (lowest `key`) transaction it fits in, or to a new one."""
+    fitting = [b for b in bins if len(b.keys | piece.keys) <= MAX_TRANSACTION_ITEMS]
+    best = min(fitting, key=key) if fitting else None
+    if best is None:
+        best = _Bin()
+        bins.append(best)
+    best.events.extend(piece.events)
+    best.keys |= piece.keys
 
 
 def count_events(
