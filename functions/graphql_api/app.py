@@ -8,10 +8,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
+from graphql_api import warmup
 from graphql_api.server import asgi_app
 from pixel_core.observability import logger, metrics
 
 mangum = Mangum(asgi_app, lifespan="off")
+# SnapStart only: prime before the snapshot, renew after each restore (graphql_api/warmup.py).
+warmup.register_snapshot_hooks()
 # The handler writes the request's access line below; Mangum's own ("POST /graphql 200") would repeat it.
 logging.getLogger("mangum.http").setLevel(logging.WARNING)
 

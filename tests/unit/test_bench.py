@@ -213,3 +213,65 @@ def test_import_times_are_parsed_with_who_imported_what():
         ImportTime("d", "a", 40, 40),
         ImportTime("a", None, 5, 75),
     ]
+
+
+# --- cold start as the user feels it (issue 16): the first request, SnapStart, the floor ----------
+
+
+def test_the_cold_start_figure_answers_a_first_pageview_and_a_restored_one_against_the_floor():
+    from bench.cold_start import FIRST_REQUEST_CALLS, THIRD_PARTY, figure, measure
+
+    result = measure(runs=1, untimed_first=False)
+    (handler,) = result.handler
+    (restored,) = result.restored
+    # The child checked the answer (200, pageview code 200) and the AWS calls (FIRST_REQUEST_CALLS).
+    assert len(FIRST_REQUEST_CALLS) == 4
+    assert 0 < handler.request_seconds < handler.first_request_seconds
+    assert 0 < restored.request_seconds and 0 < restored.snapshot_seconds
+    assert result.floor_modules and not any(
+        module.split(".")[0] in {"app", "graphql_api", "pixel_core"} for module in result.floor_modules
+    )
+    assert result.runs[THIRD_PARTY][0].import_seconds == result.floor
+    assert result.first_request_ratio > result.init_ratio > 0
+    assert result.restored_ratio > 0
+    text = figure(result).render()
+    for phrase in ("(a) handler, as built", "(b) (a) + the first pageview", "(b) restored", "(c) third-party"):
+        assert phrase in text
+    assert "target (a) / (c):" in text and "target (b) / (c):" in text
+
+
+def test_the_floor_is_what_project_modules_import_from_outside_the_project_and_the_standard_library():
+    from bench.cold_start import ImportTime, third_party_imports
+
+    entries = [
+        ImportTime("encodings", None, 1, 1),  # interpreter start-up
+        ImportTime("botocore.regions", "pynamodb.connection", 1, 1),  # by a third-party module
+        ImportTime("pynamodb.models", "pixel_core.models", 1, 2),
+        ImportTime("logging", "app", 1, 1),  # the standard library
+        ImportTime("pixel_core.models", "pixel_core.auth", 1, 3),  # our own
+        ImportTime("mangum", "app", 1, 1),
+    ]
+    assert third_party_imports(entries) == ("pynamodb.models", "mangum")
+
+
+def test_aws_in_memory_answers_a_real_botocore_client_without_the_network(monkeypatch):
+    import botocore.httpsession
+    import botocore.session
+
+    from bench import in_memory_aws
+
+    monkeypatch.setattr(botocore.httpsession.URLLib3Session, "send", botocore.httpsession.URLLib3Session.send)
+    item = {"pk": {"S": "APP#a"}, "sk": {"S": "APP"}, "app_id": {"S": "a"}}
+    fake = in_memory_aws.install({in_memory_aws.item_key("APP#a", "APP"): item})
+    session = botocore.session.get_session()
+    dynamodb = session.create_client("dynamodb", region_name="us-east-1")
+    sqs = session.create_client("sqs", region_name="us-east-1")
+
+    found = dynamodb.get_item(TableName="t", Key={"pk": {"S": "APP#a"}, "sk": {"S": "APP"}})
+    missing = dynamodb.get_item(TableName="t", Key={"pk": {"S": "APP#b"}, "sk": {"S": "APP"}})
+    sent = sqs.send_message(QueueUrl="https://sqs.us-east-1.amazonaws.com/123456789012/q", MessageBody="hello")
+
+    assert found["Item"] == item
+    assert "Item" not in missing
+    assert sent["MD5OfMessageBody"] == "5d41402abc4b2a76b9719d911017c592"  # botocore checks it
+    assert fake.calls == ["DynamoDB_20120810.GetItem"] * 2 + ["AmazonSQS.SendMessage"]

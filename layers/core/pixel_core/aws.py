@@ -19,7 +19,12 @@ FAIL_FAST = Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 3
 
 @functools.cache
 def session() -> botocore.session.Session:
-    return botocore.session.get_session()
+    # PynamoDB's own session: one loader, hence service models and endpoint data read once, for
+    # the DynamoDB client and these alike (a second session would read them all again, ~50 ms).
+    from pixel_core.models import TableItem  # noqa: PLC0415  # models need config only; no cycle
+
+    connection_session: botocore.session.Session = TableItem._get_connection().connection.session
+    return connection_session
 
 
 def client(service_name: str, config: Config = FAIL_FAST) -> Any:
