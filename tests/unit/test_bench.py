@@ -227,17 +227,25 @@ def test_the_cold_start_figure_answers_a_first_pageview_and_a_restored_one_again
     # The child checked the answer (200, pageview code 200) and the AWS calls (FIRST_REQUEST_CALLS).
     assert len(FIRST_REQUEST_CALLS) == 4
     assert 0 < handler.request_seconds < handler.first_request_seconds
-    assert 0 < restored.request_seconds and 0 < restored.snapshot_seconds
-    assert result.floor_modules and not any(
+    assert restored.request_seconds > 0
+    assert restored.snapshot_seconds > 0
+    assert result.floor_modules
+    assert not any(
         module.split(".")[0] in {"app", "graphql_api", "pixel_core"} for module in result.floor_modules
     )
     assert result.runs[THIRD_PARTY][0].import_seconds == result.floor
     assert result.first_request_ratio > result.init_ratio > 0
     assert result.restored_ratio > 0
     text = figure(result).render()
-    for phrase in ("(a) handler, as built", "(b) (a) + the first pageview", "(b) restored", "(c) third-party"):
+    for phrase in (
+        "(a) handler, as built",
+        "(b) (a) + the first pageview",
+        "(b) restored",
+        "(c) third-party",
+    ):
         assert phrase in text
-    assert "target (a) / (c):" in text and "target (b) / (c):" in text
+    assert "target (a) / (c):" in text
+    assert "target (b) / (c):" in text
 
 
 def test_the_floor_is_what_project_modules_import_from_outside_the_project_and_the_standard_library():
@@ -269,7 +277,9 @@ def test_aws_in_memory_answers_a_real_botocore_client_without_the_network(monkey
 
     found = dynamodb.get_item(TableName="t", Key={"pk": {"S": "APP#a"}, "sk": {"S": "APP"}})
     missing = dynamodb.get_item(TableName="t", Key={"pk": {"S": "APP#b"}, "sk": {"S": "APP"}})
-    sent = sqs.send_message(QueueUrl="https://sqs.us-east-1.amazonaws.com/123456789012/q", MessageBody="hello")
+    sent = sqs.send_message(
+        QueueUrl="https://sqs.us-east-1.amazonaws.com/123456789012/q", MessageBody="hello"
+    )
 
     assert found["Item"] == item
     assert "Item" not in missing

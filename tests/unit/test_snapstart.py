@@ -67,7 +67,7 @@ def test_with_lambdas_snapshot_module_prime_runs_before_the_snapshot_and_renew_a
 def test_the_lambda_handler_registers_the_hooks_when_lambda_loads_it(
     snapshot_restore: SnapshotRestoreStandIn,
 ) -> None:
-    from devtools.functions import load_handler  # noqa: PLC0415  # loads app.py again, with the stand-in
+    from devtools.functions import load_handler  # loads app.py again, with the stand-in
 
     # When Lambda imports the handler module
     load_handler("functions/graphql_api", "app.handler", module_alias="test_snapstart_app")
@@ -91,7 +91,7 @@ def test_priming_makes_no_client_and_resolves_no_credentials(monkeypatch: pytest
 
 
 def test_priming_reads_what_a_first_client_reads_into_the_one_botocore_session() -> None:
-    from pixel_core import aws  # noqa: PLC0415
+    from pixel_core import aws
 
     # When priming has run
     warmup.prime()
@@ -109,7 +109,7 @@ def test_priming_reads_what_a_first_client_reads_into_the_one_botocore_session()
 def test_priming_parses_and_validates_the_seed_documents_so_requests_find_them_cached(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import graphql_api.documents as cache_module  # noqa: PLC0415
+    import graphql_api.documents as cache_module
 
     # Given primed documents
     warmup.prime()
