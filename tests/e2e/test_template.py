@@ -269,7 +269,7 @@ def test_sam_build_succeeds_into_its_own_directory_without_touching_the_reposito
 
 
 @pytest.mark.sam
-def test_built_function_contains_the_handler_and_the_schema_files_with_the_symlink_resolved(
+def test_built_function_contains_the_handler_the_schema_files_and_the_snippet_with_the_links_resolved(
     sam_build: Build,
 ) -> None:
     # Given the built function folder and the repository's schema folder
@@ -290,6 +290,10 @@ def test_built_function_contains_the_handler_and_the_schema_files_with_the_symli
         assert built.is_file(), name
         assert not built.is_symlink(), name
         assert built.read_bytes() == (REPO_ROOT / "schema" / name).read_bytes(), name
+    # And so is the browser snippet the function serves (a link to web/px.js)
+    snippet = sam_build.function_dir / "graphql_api" / "px.js"
+    assert snippet.is_file() and not snippet.is_symlink()
+    assert snippet.read_bytes() == (REPO_ROOT / "web" / "px.js").read_bytes()
 
 
 @pytest.mark.sam

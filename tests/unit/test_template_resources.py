@@ -240,6 +240,13 @@ def test_get_on_graphql_is_routed_so_the_explorer_answers_in_dev_and_405_in_prod
     assert ("POST", "/graphql") in routes
 
 
+def test_what_browsers_reach_is_routed_to_the_api_function(resources):
+    # The snippet and its collection, as graphql_api/browser.py serves them
+    events = resources["GraphQLFunction"]["Properties"]["Events"].values()
+    routes = {(event["Properties"]["Method"], event["Properties"]["Path"]) for event in events}
+    assert {("GET", "/px.js"), ("POST", "/px/{pixelId}")} <= routes
+
+
 def test_every_function_of_the_template_has_a_build_target(resources):
     makefile = (REPO_ROOT / "devtools" / "sam_build" / "Makefile").read_text()
     (listed,) = [
