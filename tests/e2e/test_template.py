@@ -292,7 +292,8 @@ def test_built_function_contains_the_handler_the_schema_files_and_the_snippet_wi
         assert built.read_bytes() == (REPO_ROOT / "schema" / name).read_bytes(), name
     # And so is the browser snippet the function serves (a link to web/px.js)
     snippet = sam_build.function_dir / "graphql_api" / "px.js"
-    assert snippet.is_file() and not snippet.is_symlink()
+    assert snippet.is_file()
+    assert not snippet.is_symlink()
     assert snippet.read_bytes() == (REPO_ROOT / "web" / "px.js").read_bytes()
 
 
