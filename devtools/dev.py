@@ -130,6 +130,7 @@ def banner(dev: DevSettings, dynamodb_url: str, moto_url: str, graph_api: str) -
 Pixel Gateway is running (stage {os.environ["STAGE"]}).
   GraphQL      {base}/graphql   and   {base}/capig/graphql/
   Health       {base}/health
+  Snippet      <script async src="{base}/px.js" data-pixel="123"></script>  (pages on the pixel's domains)
   DynamoDB     {dynamodb_url} (Amazon's DynamoDB Local; data in {dev.data_dir})
   SQS / KMS    {moto_url} (moto)
   Meta         {graph_api}{" (a local fake: what it received is at " + graph_api + "/__received)" if "127.0.0.1" in graph_api else ""}
