@@ -10,13 +10,14 @@ reports 2 units for any TransactWriteItems, whatever the number of items in it, 
 failed conditional write. Its figures for single-item writes are compared with the rules instead.
 """
 
+import functools
 import hashlib
 import math
 import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,8 +31,9 @@ from bench import Figure, Options
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.provision import provision
 from devtools.template import load_template
+from pixel_core import counters
 from pixel_core.clock import utc_now
-from pixel_core.counters import count_events
+from pixel_core.counters import Key, count_events
 from pixel_core.events import PAGE_VIEW, PixelEvent
 from pixel_core.models import (
     MARKER_TTL,
@@ -48,7 +50,15 @@ from pixel_core.models import (
     is_condition_failure,
 )
 
-BATCH_SIZE = 100  # template.yaml: the aggregator's SQS event source BatchSize
+
+def aggregator_batch_size(template: Mapping[str, Any]) -> int:
+    """The BatchSize of the aggregator's SQS event source: what one invocation gets at most."""
+    function = template["Resources"]["CounterAggregatorFunction"]["Properties"]
+    (queue,) = (event for event in function["Events"].values() if event["Type"] == "SQS")
+    return int(queue["Properties"]["BatchSize"])
+
+
+BATCH_SIZE = aggregator_batch_size(load_template())
 PIXELS = 4
 DOMAINS = 40  # spread over the pixels, 10 attached to each
 VISITOR_POOL = 3_000
@@ -256,14 +266,29 @@ def _units(size: int) -> int:
     return max(1, math.ceil(size / KB))
 
 
-def item_kind(sk: str) -> str:
+# Where write units go, in the order the figure shows them.
+MARKERS, VISITOR_DAYS, VISITORS, COUNTERS, CONDITION_CHECKS = (
+    "markers",
+    "visitor-days",
+    "visitors",
+    "counters",
+    "condition checks",
+)
+UNIT_KINDS = (MARKERS, VISITOR_DAYS, VISITORS, COUNTERS, CONDITION_CHECKS)
+
+
+def item_kind(action: str, sk: str) -> str:
+    """What a write is for: a ConditionCheck (the pixel, or a dropped id's received marker) writes
+    nothing but is billed like a write; counters are TOTALS, DAY, DAY#D and MK."""
+    if action == "ConditionCheck":
+        return CONDITION_CHECKS
     if sk.startswith(("EVENT#", "DROPPED#")):
-        return "event markers"
+        return MARKERS
     if sk.startswith("DV#"):
-        return "visitor-day items"
-    if sk == "PIXEL":
-        return "pixel checks"
-    return "counters"
+        return VISITOR_DAYS
+    if sk.startswith("VISITOR#"):
+        return VISITORS
+    return COUNTERS
 
 
 def _key_sk(request: Mapping[str, Any]) -> str:
@@ -278,20 +303,44 @@ def write_units(call: Call) -> list[tuple[str, int]]:
     params = call.params
     match call.operation:
         case "PutItem":
-            return [(item_kind(_key_sk(params)), _units(_request_item_size("Put", params)))]
+            return [(item_kind("Put", _key_sk(params)), _units(_request_item_size("Put", params)))]
         case "UpdateItem":
-            return [(item_kind(_key_sk(params)), _units(_request_item_size("Update", params)))]
+            return [(item_kind("Update", _key_sk(params)), _units(_request_item_size("Update", params)))]
         case "DeleteItem":
-            return [(item_kind(_key_sk(params)), _units(_request_item_size("Delete", params)))]
+            return [(item_kind("Delete", _key_sk(params)), _units(_request_item_size("Delete", params)))]
         case "TransactWriteItems":
             charged = []
             for entry in params["TransactItems"]:
                 ((action, request),) = entry.items()
-                charged.append((item_kind(_key_sk(request)), 2 * _units(_request_item_size(action, request))))
+                units = 2 * _units(_request_item_size(action, request))
+                charged.append((item_kind(action, _key_sk(request)), units))
             return charged
         case operation if operation in READ_OPERATIONS:
             return []
     raise ValueError(f"no capacity rule for {call.operation}")
+
+
+def read_units(call: Call) -> float:
+    """RCU of a call by the documented rules, for items under 4 KB (the figure checks the largest
+    stored): 0.5 per item read eventually consistent, 1 strongly consistent, a key not found alike."""
+    params = call.params
+    match call.operation:
+        case "BatchGetItem":
+            return sum(
+                len(request["Keys"]) * _read_unit(request.get("ConsistentRead", False))
+                for request in params["RequestItems"].values()
+            )
+        case "GetItem":
+            return _read_unit(params.get("ConsistentRead", False))
+        case "DescribeTable":
+            return 0.0
+        case operation if operation in WRITE_OPERATIONS:
+            return 0.0
+    raise ValueError(f"no capacity rule for {call.operation}")
+
+
+def _read_unit(consistent: bool) -> float:
+    return 1.0 if consistent else 0.5
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -301,7 +350,9 @@ def write_units(call: Call) -> list[tuple[str, int]]:
 class Run:
     """What one way of counting cost for `events` events."""
 
+    name: str
     events: int
+    batch_size: int  # events per Lambda invocation (SQS batch)
     calls: list[Call]
     cpu_seconds: float
     wall_seconds: float
@@ -330,6 +381,14 @@ class Run:
     @property
     def wcu(self) -> int:
         return sum(self.wcu_by_kind.values())
+
+    @property
+    def rcu(self) -> float:
+        return sum(read_units(call) for call in self.calls)
+
+    @property
+    def batches(self) -> int:
+        return math.ceil(self.events / self.batch_size)
 
     @property
     def retries(self) -> int:
@@ -410,11 +469,13 @@ class Clock:
             self.wall += time.perf_counter() - wall
 
 
-def count_aggregated(events: Sequence[PixelEvent], recorder: Recorder, clock: Clock) -> None:
-    """The aggregator, as the SQS event source calls it: batches of BATCH_SIZE in queue order."""
+def count_aggregated(
+    events: Sequence[PixelEvent], recorder: Recorder, clock: Clock, batch_size: int = BATCH_SIZE
+) -> None:
+    """The aggregator, as the SQS event source calls it: batches of `batch_size` in queue order."""
     with recorder.on():
-        for start in range(0, len(events), BATCH_SIZE):
-            batch = events[start : start + BATCH_SIZE]
+        for start in range(0, len(events), batch_size):
+            batch = events[start : start + batch_size]
             with clock.measuring():  # around count_events only
                 outcome = count_events(batch, now=COUNTED_AT)
             if outcome.counted != len(batch):
@@ -580,88 +641,163 @@ def expected_counters(events: Sequence[PixelEvent]) -> Snapshot:
 # --- the measurement --------------------------------------------------------------------------
 
 NAIVE_SAMPLE = 1_000  # events: the naive run costs ~25 ms per event against DynamoDB Local
+# What the aggregator would write if the template took bigger batches (its 2 s batching window
+# allows up to 10,000): measured on the same workload, not deployed.
+WHAT_IF_BATCH_SIZE = 1_000
+NAIVE, BEFORE, AFTER = "naive", "before", "after"
+TARGET_RATIO = 0.6  # issue 16: at most 0.6x the naive baseline's write units
+
+
+def what_if_name(batch_size: int) -> str:
+    return f"after, batches of {batch_size:,}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The counters every run stored after the same events, and those computed in memory."""
+
+    label: str
+    expected: Snapshot
+    stored: dict[str, Snapshot]  # by run name
+
+    @property
+    def identical(self) -> bool:
+        return all(snapshot == self.expected for snapshot in self.stored.values())
 
 
 @dataclass(frozen=True)
 class PipelineResult:
     workload: Workload
-    aggregated: Run
-    naive: Run  # over the first `naive.events` events only
-    # (label, aggregated counters, naive counters or None, counters computed in memory)
-    comparisons: list[tuple[str, Snapshot, Snapshot | None, Snapshot]]
+    runs: dict[str, Run]  # naive (over the first `naive.events` events only), before, after, what-if
+    comparisons: list[Comparison]
+
+    @property
+    def naive(self) -> Run:
+        return self.runs[NAIVE]
+
+    @property
+    def before(self) -> Run:
+        return self.runs[BEFORE]
+
+    @property
+    def aggregated(self) -> Run:
+        return self.runs[AFTER]
 
     @property
     def counters_identical(self) -> bool:
-        return all(
-            aggregated == expected and naive in (None, expected)
-            for _label, aggregated, naive, expected in self.comparisons
-        )
+        return all(comparison.identical for comparison in self.comparisons)
+
+    def wcu_ratio(self, run: Run) -> float:
+        """The run's write units per event against the naive baseline's."""
+        return run.per(run.wcu) / self.naive.per(self.naive.wcu)
 
 
-def measure(endpoint: str, events: int, seed: int, naive_sample: int = NAIVE_SAMPLE) -> PipelineResult:
-    """Counts one workload both ways, each into a fresh table of the DynamoDB Local at `endpoint`.
+def arrival_order_chunks(
+    events: Sequence[PixelEvent], _seen_visitor_days: Set[Key] = frozenset()
+) -> list[list[PixelEvent]]:
+    """How transactions were filled before issue 16: consecutive events in order of arrival, a new
+    transaction when the next event's items would not fit (a visitor-day counted as written)."""
+    chunks: list[list[PixelEvent]] = [[]]
+    keys: set[Key] = set()
+    for event in events:
+        touched = counters.keys_touched(event)
+        if chunks[-1] and len(keys | touched) > counters.MAX_TRANSACTION_ITEMS:
+            chunks.append([])
+            keys = set()
+        chunks[-1].append(event)
+        keys |= touched
+    return [chunk for chunk in chunks if chunk]
 
-    The naive run counts the first `naive_sample` events (all of them if fewer); the aggregated run
-    counts every event and is snapshotted after that same prefix, so the two are compared on
-    exactly the same events.
+
+@contextmanager
+def packing(chunker: Callable[..., list[list[PixelEvent]]]) -> Iterator[None]:
+    """count_events fills its transactions with `chunker` meanwhile."""
+    current = counters.chunks
+    counters.chunks = chunker
+    try:
+        yield
+    finally:
+        counters.chunks = current
+
+
+def measure(
+    endpoint: str,
+    events: int,
+    seed: int,
+    naive_sample: int = NAIVE_SAMPLE,
+    what_if_batch_size: int | None = WHAT_IF_BATCH_SIZE,
+) -> PipelineResult:
+    """Counts one workload every way, each into a fresh table of the DynamoDB Local at `endpoint`.
+
+    The naive run counts the first `naive_sample` events (all of them if fewer); the aggregated runs
+    count every event and are snapshotted after that same prefix, so all are compared on exactly
+    the same events.
     """
     workload = make_workload(events, seed)
     sample = min(events, naive_sample)
     prefix, rest = workload.events[:sample], workload.events[sample:]
     suffix = uuid.uuid4().hex[:8]
+    runs: dict[str, Run] = {}
+    at_prefix: dict[str, Snapshot] = {}
+    at_end: dict[str, Snapshot] = {}
 
-    table = f"bench-aggregated-{suffix}"
-    with fresh_table(endpoint, table) as recorder:
-        create_pixels(workload)
-        clock = Clock()
-        count_aggregated(prefix, recorder, clock)
-        client = TableItem._get_connection().connection.client
-        aggregated_prefix, _ = stored_counters(client, table)
-        count_aggregated(rest, recorder, clock)
-        aggregated_all, largest = stored_counters(client, table)
-        aggregated = Run(events, recorder.calls, clock.cpu, clock.wall, largest)
+    def aggregated(name: str, batch_size: int, chunker: Callable[..., list[list[PixelEvent]]]) -> None:
+        table = f"bench-aggregated{len(runs)}-{suffix}"
+        with fresh_table(endpoint, table) as recorder, packing(chunker):
+            create_pixels(workload)
+            clock = Clock()
+            client = TableItem._get_connection().connection.client
+            count_aggregated(prefix, recorder, clock, batch_size)
+            at_prefix[name], _ = stored_counters(client, table)
+            count_aggregated(rest, recorder, clock, batch_size)
+            at_end[name], largest = stored_counters(client, table)
+        runs[name] = Run(name, events, batch_size, recorder.calls, clock.cpu, clock.wall, largest)
+
+    aggregated(AFTER, BATCH_SIZE, counters.chunks)
+    aggregated(BEFORE, BATCH_SIZE, arrival_order_chunks)
+    if what_if_batch_size is not None:
+        aggregated(what_if_name(what_if_batch_size), what_if_batch_size, counters.chunks)
 
     table = f"bench-naive-{suffix}"
     with fresh_table(endpoint, table) as recorder:
         create_pixels(workload)
         clock = Clock()
         count_all_naively(prefix, recorder, clock)
-        naive_counters, largest = stored_counters(TableItem._get_connection().connection.client, table)
-        naive = Run(sample, recorder.calls, clock.cpu, clock.wall, largest)
+        at_prefix[NAIVE], largest = stored_counters(TableItem._get_connection().connection.client, table)
+        runs[NAIVE] = Run(NAIVE, sample, BATCH_SIZE, recorder.calls, clock.cpu, clock.wall, largest)
 
-    comparisons: list[tuple[str, Snapshot, Snapshot | None, Snapshot]] = [
-        (f"first {sample:,} events", aggregated_prefix, naive_counters, expected_counters(prefix))
-    ]
+    comparisons = [Comparison(f"first {sample:,} events", expected_counters(prefix), at_prefix)]
     if rest:
-        comparisons.append(
-            (f"all {events:,} events", aggregated_all, None, expected_counters(workload.events))
-        )
-    return PipelineResult(workload, aggregated, naive, comparisons)
+        comparisons.append(Comparison(f"all {events:,} events", expected_counters(workload.events), at_end))
+    return PipelineResult(workload, runs, comparisons)
+
+
+@functools.cache
+def measured(events: int, seed: int) -> PipelineResult:
+    """The workload measured once per `python -m bench`: the write and cost figures both read it."""
+    with DynamoDBLocal() as server:
+        result = measure(server.endpoint_url, events, seed)
+    if not result.counters_identical:
+        raise RuntimeError(_counter_differences(result))
+    return result
 
 
 def run(options: Options) -> Figure:
-    with DynamoDBLocal() as server:
-        result = measure(server.endpoint_url, options.events, options.seed)
-    if not result.counters_identical:
-        raise RuntimeError(_counter_differences(result))
-    return figure(result, options)
+    return figure(measured(options.events, options.seed), options)
 
 
 def _counter_differences(result: PipelineResult) -> str:
-    lines = ["counters differ (aggregated run, naive run, computed in memory from the events):"]
-    for label, aggregated, naive, expected in result.comparisons:
-        for key in sorted(set(aggregated) | set(naive or {}) | set(expected)):
-            values = (
-                aggregated.get(key),
-                expected.get(key) if naive is None else naive.get(key),
-                expected.get(key),
-            )
-            if len(set(values)) > 1:
-                lines.append(
-                    f"  {label}: {key}: aggregated={values[0]} naive={values[1]} expected={values[2]}"
-                )
-            if len(lines) > 20:
-                return "\n".join([*lines, "  ..."])
+    lines = ["counters differ (each run's against those computed in memory from the events):"]
+    for comparison in result.comparisons:
+        for name, stored in comparison.stored.items():
+            for key in sorted(set(stored) | set(comparison.expected)):
+                if stored.get(key) != comparison.expected.get(key):
+                    lines.append(
+                        f"  {comparison.label}, {name}: {key}: stored={stored.get(key)} "
+                        f"expected={comparison.expected.get(key)}"
+                    )
+                if len(lines) > 20:
+                    return "\n".join([*lines, "  ..."])
     return "\n".join(lines)
 
 
@@ -677,70 +813,73 @@ def _ratio(aggregated: float, naive: float) -> str:
 
 
 def figure(result: PipelineResult, options: Options) -> Figure:
-    aggregated, naive = result.aggregated, result.naive
+    naive, before, after = result.naive, result.before, result.aggregated
+    what_if = [run for name, run in result.runs.items() if name not in (NAIVE, BEFORE, AFTER)]
+    shown = [naive, before, after, *what_if]
     table = Figure(
-        title=f"Counter aggregator vs naive baseline (seed {options.seed})",
-        columns=("", "aggregated", "naive", "aggregated/naive"),
+        title=f"Counter aggregator: DynamoDB writes against a naive baseline (seed {options.seed})",
+        columns=("", *(run.name for run in shown), "after/naive"),
     )
 
-    def per_row(label: str, of_aggregated: float, of_naive: float) -> None:
-        scaled = aggregated.per(of_aggregated), naive.per(of_naive)
-        table.add(label, _count(scaled[0]), _count(scaled[1]), _ratio(*scaled))
+    def per_row(label: str, value: Callable[[Run], float]) -> None:
+        scaled = [run.per(value(run)) for run in shown]
+        table.add(label, *(_count(number) for number in scaled), _ratio(scaled[2], scaled[0]))
 
-    table.add("events counted", _count(aggregated.events), _count(naive.events), "")
-    table.add("DynamoDB requests", _count(aggregated.total_requests), _count(naive.total_requests), "")
-    for operation in sorted(aggregated.requests.keys() | naive.requests.keys()):
-        table.add(
-            f"  {operation}", _count(aggregated.requests[operation]), _count(naive.requests[operation]), ""
-        )
-    cancelled = aggregated.failed("TransactionCanceledException")
-    table.add(
+    def raw_row(label: str, value: Callable[[Run], float]) -> None:
+        table.add(label, *(_count(value(run)) for run in shown), "")
+
+    raw_row("events counted", lambda run: run.events)
+    raw_row("events per batch (Lambda invocation)", lambda run: run.batch_size)
+    per_row(f"WCU per {PER:,} pageviews", lambda run: run.wcu)
+    for kind in UNIT_KINDS:
+        per_row(f"  {kind}", lambda run, kind=kind: run.wcu_by_kind[kind])
+    per_row("  of which failed writes", lambda run: run.wcu_of_failures)
+    per_row("  if cancelled transactions were free", lambda run: run.wcu - run.wcu_of_cancelled)
+    per_row(f"RCU per {PER:,} pageviews", lambda run: run.rcu)
+    per_row(f"requests per {PER:,} pageviews", lambda run: run.total_requests)
+    for operation in sorted(set().union(*(run.requests for run in shown))):
+        per_row(f"  {operation}", lambda run, operation=operation: run.requests[operation])
+    per_row(
         "  cancelled / condition failed",
-        _count(cancelled),
-        _count(naive.failed("ConditionalCheckFailedException")),
-        "",
+        lambda run: (
+            run.failed("TransactionCanceledException") + run.failed("ConditionalCheckFailedException")
+        ),
     )
-    if aggregated.retries or naive.retries:
-        table.add("  retried attempts (botocore)", _count(aggregated.retries), _count(naive.retries), "")
-    table.add("WCU", _count(aggregated.wcu), _count(naive.wcu), "")
-    for kind in ("event markers", "visitor-day items", "counters", "pixel checks"):
-        table.add(f"  {kind}", _count(aggregated.wcu_by_kind[kind]), _count(naive.wcu_by_kind[kind]), "")
-    table.add(
-        "  of which failed writes", _count(aggregated.wcu_of_failures), _count(naive.wcu_of_failures), ""
-    )
-    per_row(f"requests per {PER:,} events", aggregated.total_requests, naive.total_requests)
-    per_row(f"WCU per {PER:,} events", aggregated.wcu, naive.wcu)
-    per_row("  if cancelled transactions were free", aggregated.wcu - aggregated.wcu_of_cancelled, naive.wcu)
-    per_row(f"CPU ms per {PER:,} events", aggregated.cpu_seconds * 1000, naive.cpu_seconds * 1000)
-    table.add(
-        "wall s, against DynamoDB Local", f"{aggregated.wall_seconds:.1f}", f"{naive.wall_seconds:.1f}", ""
-    )
-    table.add(
-        "WCU DynamoDB Local reported (unused)",
-        _count(aggregated.local_reported_wcu),
-        _count(naive.local_reported_wcu),
-        "",
-    )
+    if any(run.retries for run in shown):
+        per_row("  retried attempts (botocore)", lambda run: run.retries)
+    per_row(f"CPU ms per {PER:,} pageviews", lambda run: run.cpu_seconds * 1000)
+    table.add("wall s, against DynamoDB Local", *(f"{run.wall_seconds:.1f}" for run in shown), "")
+    per_row("WCU DynamoDB Local reported (unused)", lambda run: run.local_reported_wcu)
 
+    ratio = result.wcu_ratio(after)
     checked, agreeing = naive.local_agrees_on_single_writes()
-    sampled = naive.events < aggregated.events
+    sampled = naive.events < after.events
     checks = "; ".join(
-        f"{label}: "
-        + ("aggregated = naive = in memory" if naive_counters is not None else "aggregated = in memory")
-        + f" ({_items(expected)})"
-        for label, _aggregated, naive_counters, expected in result.comparisons
+        f"{comparison.label}: {' = '.join(comparison.stored)} = in memory ({_items(comparison.expected)})"
+        for comparison in result.comparisons
     )
+    largest = max(run.largest_item for run in shown)
     table.notes += [
+        f"write units per {PER:,} pageviews: after {after.per(after.wcu):,.0f} against naive "
+        f"{naive.per(naive.wcu):,.0f}, {ratio:.3f}x (issue 16's target: at most {TARGET_RATIO}x, "
+        f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}); before {result.wcu_ratio(before):.3f}x"
+        + "".join(f"; {run.name}: {result.wcu_ratio(run):.3f}x" for run in what_if)
+        + ".",
         result.workload.describe()
-        + f"; the aggregator gets them in batches of {BATCH_SIZE} (template BatchSize).",
-        f"counters identical: yes. {checks}. Compared: every TOTALS, DAY, DAY#D and VISITOR item with its "
-        "counts, every visitor-day and marker item (existence), of every pixel.",
-        "aggregated: pixel_core.counters.count_events as is: per batch, TransactWriteItems of at most 100 "
-        "items (a conditional marker per event, a conditional visitor-day item per new visitor and day, a "
-        "ConditionCheck per pixel, one update per counter item touched), after one BatchGetItem per "
-        "transaction that reads which visitor-days were counted in earlier batches (read capacity is not "
-        "in the WCU figure). A transaction cancelled all the same (a race, a redelivery) is rebuilt "
-        "without what exists and sent again: those are the cancelled ones.",
+        + f"; the aggregator gets them in batches of {BATCH_SIZE} (the template's BatchSize) in queue order.",
+        f"counters identical: yes. {checks}. Compared: every TOTALS, DAY, DAY#D, MK and VISITOR item with "
+        "its counts, every visitor-day and marker item (existence), of every pixel.",
+        "after: pixel_core.counters.count_events as it is: per batch, one BatchGetItem of the visitor-days "
+        "counted in earlier batches, then TransactWriteItems of at most 100 items (a conditional marker per "
+        "event, a conditional visitor-day item per new visitor and day, a ConditionCheck per pixel, one "
+        "update per counter and visitor item), each pixel's events in one transaction when they fit (else "
+        "cut by visitor and by day and domain), best fit. before: the same code filling transactions with "
+        "consecutive events in order of arrival (arrival_order_chunks), as before issue 16."
+        + "".join(
+            f" {run.name}: 'after' given batches of {run.batch_size:,} (what the template's 2 s batching "
+            "window allows; not deployed)."
+            for run in what_if
+        ),
         NAIVE_DESCRIPTION,
         (
             f"the naive run counts only the first {naive.events:,} events (it makes one request per item, "
@@ -748,14 +887,17 @@ def figure(result: PipelineResult, options: Options) -> Figure:
             f"figures are scaled linearly to {PER:,} events: its cost per event depends only on the event's "
             "kind (dropped, anonymous, identified), whose shares the sample keeps to within about 1%."
             if sampled
-            else "both runs count every event."
+            else "every run counts every event."
         ),
         "WCU are computed by DynamoDB's documented rules from each request's payload: 1 WCU per KB "
-        "(rounded up) per item written, 2x for every item of a transaction (a ConditionCheck counted like a "
+        "(rounded up) per item written, 2x for every item of a transaction (a ConditionCheck billed like a "
         "write), a failed conditional write charged like a successful one. A cancelled transaction is "
-        "charged in full (an upper bound: AWS does not document what one costs); the row below it shows "
-        f"them free (the lower bound). Largest item stored: {aggregated.largest_item} B aggregated, "
-        f"{naive.largest_item} B naive, so no write rounds to more than 1 KB either way.",
+        "charged in full (an upper bound: AWS does not document what one costs); the row below shows "
+        "them free (the lower bound). RCU: 0.5 per item of an eventually consistent BatchGetItem, 1 of a "
+        f"consistent one (items under 4 KB). Largest item stored: {largest} B, so no write rounds to more "
+        "than 1 KB and no read to more than 4 KB. Kinds: markers EVENT#/DROPPED#, visitor-days DV#, "
+        "visitors VISITOR#, counters TOTALS, DAY, DAY#D and MK; condition checks: the pixel (one per pixel "
+        "and transaction) and, for a dropped event, its id's received marker.",
         "DynamoDB Local's own ConsumedCapacity is not used: it reports 2 WCU for any TransactWriteItems "
         "whatever its size, and none for failed conditional writes. On single-item writes it agrees with "
         f"the rules: {agreeing:,} of {checked:,} successful naive PutItem/UpdateItem.",

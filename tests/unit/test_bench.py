@@ -8,24 +8,39 @@ from pathlib import Path
 import pytest
 
 from bench import Options
-from bench.pipeline import Call, figure, item_size, make_workload, measure, write_units
+from bench.pipeline import (
+    BATCH_SIZE,
+    UNIT_KINDS,
+    Call,
+    aggregator_batch_size,
+    figure,
+    item_size,
+    make_workload,
+    measure,
+    read_units,
+    write_units,
+)
+from devtools.template import load_template
 
 
 @pytest.fixture(scope="module")
 def result(dynamodb_local):
     # A small workload: the naive run makes ~5 requests per event, so it counts only a prefix.
-    return measure(dynamodb_local.endpoint_url, events=200, seed=7, naive_sample=50)
+    return measure(dynamodb_local.endpoint_url, events=200, seed=7, naive_sample=50, what_if_batch_size=None)
 
 
 @pytest.mark.dynamodb_local
-def test_both_runs_make_requests_and_consume_capacity(result):
-    for run in (result.aggregated, result.naive):
+def test_every_run_makes_requests_and_consumes_capacity(result):
+    assert list(result.runs) == ["after", "before", "naive"]
+    for run in result.runs.values():
         assert run.total_requests > 0
         assert run.wcu > 0
         assert run.cpu_seconds > 0
         assert run.retries == 0
     # BatchGetItem: the aggregator reads which visitor-days exist before writing.
-    assert set(result.aggregated.requests) == {"TransactWriteItems", "BatchGetItem"}
+    for run in (result.aggregated, result.before):
+        assert set(run.requests) == {"TransactWriteItems", "BatchGetItem"}
+        assert run.rcu > 0
     assert set(result.naive.requests) == {"PutItem", "UpdateItem"}
     assert (result.aggregated.events, result.naive.events) == (200, 50)
 
@@ -40,10 +55,11 @@ def test_the_aggregator_makes_fewer_requests_per_event_than_the_naive_baseline(r
 @pytest.mark.dynamodb_local
 def test_the_naive_baseline_computes_the_same_counters_as_the_aggregator(result):
     assert result.counters_identical
-    labels = [label for label, *_ in result.comparisons]
+    labels = [comparison.label for comparison in result.comparisons]
     assert labels == ["first 50 events", "all 200 events"]
-    (_label, aggregated, naive, expected) = result.comparisons[0]
-    assert naive == aggregated == expected
+    first = result.comparisons[0]
+    expected = first.expected
+    assert first.stored["naive"] == first.stored["after"] == first.stored["before"] == expected
     assert sum(1 for _pk, sk in expected if sk.startswith("VISITOR#")) > 0
 
 
@@ -65,11 +81,36 @@ def test_dynamodb_local_agrees_with_the_capacity_rules_on_single_item_writes(res
 
 
 @pytest.mark.dynamodb_local
-def test_the_figure_reports_both_runs(result):
+def test_the_figure_reports_every_run_and_where_the_write_units_go(result):
     text = figure(result, Options(events=200, seed=7)).render()
     assert "counters identical: yes" in text
-    assert "requests per 10,000 events" in text
-    assert "CPU ms per 10,000 events" in text
+    assert "WCU per 10,000 pageviews" in text
+    assert "requests per 10,000 pageviews" in text
+    assert "CPU ms per 10,000 pageviews" in text
+    for kind in UNIT_KINDS:
+        assert f"  {kind} " in text
+    for run in result.runs.values():
+        assert sum(run.wcu_by_kind[kind] for kind in UNIT_KINDS) == run.wcu
+
+
+@pytest.mark.dynamodb_local
+def test_packing_by_pixel_writes_no_more_than_arrival_order_and_checks_each_pixel_once_a_transaction(result):
+    after, before = result.aggregated, result.before
+    assert after.wcu <= before.wcu
+    assert after.wcu_by_kind["markers"] == before.wcu_by_kind["markers"] == 2 * 200  # one per event
+    assert after.wcu_by_kind["condition checks"] <= 2 * 4 * after.requests["TransactWriteItems"]
+
+
+def test_capacity_rules_bill_a_condition_check_like_a_transactional_write_and_reads_by_consistency():
+    key = {"pk": {"S": "PIXEL#1"}, "sk": {"S": "PIXEL"}}
+    check = Call("TransactWriteItems", {"TransactItems": [{"ConditionCheck": {"Key": key}}]}, None, None, 0)
+    assert write_units(check) == [("condition checks", 2)]
+    keys = {"t": {"Keys": [key, key]}, "u": {"Keys": [key], "ConsistentRead": True}}
+    assert read_units(Call("BatchGetItem", {"RequestItems": keys}, None, None, 0)) == 2.0
+
+
+def test_the_bench_batches_as_the_template_does():
+    assert aggregator_batch_size(load_template()) == BATCH_SIZE
 
 
 def test_the_workload_is_deterministic_and_realistic():
@@ -94,7 +135,7 @@ def test_write_capacity_follows_the_documented_rules():
     }
     assert write_units(Call("TransactWriteItems", transaction, None, None, 0)) == [
         ("counters", 4),
-        ("pixel checks", 2),
+        ("condition checks", 2),
     ]
     assert write_units(Call("Query", {}, None, None, 0)) == []
 
