@@ -26,7 +26,7 @@ for _name, _value in LAMBDA_ENVIRONMENT.items():
     os.environ.setdefault(_name, _value)
 
 # Module names under bench/, in the order the runner prints them.
-FIGURES: tuple[str, ...] = ("pipeline", "cold_start", "warm", "aws_requests")
+FIGURES: tuple[str, ...] = ("pipeline", "cost", "cold_start", "warm", "aws_requests", "reads")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any, cast
 from devtools.api_gateway import http_api_event
 from devtools.sqs_event_source import LambdaContext
 from devtools.functions import load_handler
+from devtools.provision import _client as provisioning_client
 from devtools.provision import provision
 from devtools.template import REPO_ROOT, load_template
 from pixel_core import auth, pixel_domains, pixels, queues, tokens
@@ -150,6 +151,10 @@ def warm_container() -> Iterator[Container]:
     """moto in process with the template's table, queues and KMS key; a tenant, an app bound to it and
     pixel 123 with example.com attached; and the real handler, caches empty as in a new container."""
     with mock_aws(), quiet_handler_output():
+        # provision's clients come from a session that may predate moto's import (the pipeline
+        # figure, run first, provisions DynamoDB Local with it): have moto answer them too.
+        for service in ("dynamodb", "sqs", "kms"):
+            patch_client(provisioning_client(service, _ENDPOINTS[f"{service}_endpoint"]))
         resources = provision(
             load_template(),
             **_ENDPOINTS,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import Options
+from bench import Options, cost
+from bench.cost import Pageview
 from bench.pipeline import (
     BATCH_SIZE,
     UNIT_KINDS,
@@ -326,3 +327,16 @@ def test_aws_in_memory_answers_a_real_botocore_client_without_the_network(monkey
     assert "Item" not in missing
     assert sent["MD5OfMessageBody"] == "5d41402abc4b2a76b9719d911017c592"  # botocore checks it
     assert fake.calls == ["DynamoDB_20120810.GetItem"] * 2 + ["AmazonSQS.SendMessage"]
+
+
+@pytest.mark.dynamodb_local
+def test_the_cost_figure_prices_every_run_from_its_units_and_the_template_memory(result):
+    pageviews = {False: Pageview(0.001, 1, 0.0), True: Pageview(0.001, 2, 0.5)}
+    text = cost.figure(result, pageviews).render()
+    assert "Cost of 1,000,000 pageviews" in text
+    assert cost.memory_mb("GraphQLFunction") > 0
+    naive, after = (cost.costs(run, 0.02, 0.3) for run in (result.naive, result.aggregated))
+    assert after.http_api == naive.http_api == 1.0
+    assert after.dynamodb_writes == pytest.approx(
+        result.aggregated.wcu / result.aggregated.events * cost.DYNAMODB_PER_MILLION_WRITE_UNITS
+    )

@@ -185,8 +185,8 @@ def chunks(events: Sequence[PixelEvent], seen_visitor_days: Set[Key] = frozenset
     A counter item in two transactions costs two writes, so the order of arrival is not kept. Each
     pixel's events go whole into one transaction when they fit one (biggest pixel first, into the
     fullest transaction with room, best fit decreasing). A pixel with more is cut into pieces that
-    share items (a visitor's events, or a day and domain's anonymous ones), each placed where it adds
-    the fewest new items.
+    share items (a visitor's events, or a day and domain's anonymous ones), taken by day and domain,
+    each placed where it adds the fewest new items.
     """
     by_pixel: dict[int, list[PixelEvent]] = defaultdict(list)
     for event in events:
@@ -199,9 +199,15 @@ def chunks(events: Sequence[PixelEvent], seen_visitor_days: Set[Key] = frozenset
         if len(block.keys) <= MAX_TRANSACTION_ITEMS:
             _place(block, bins, key=lambda b: -len(b.keys))
             continue
-        for piece in sorted(_pieces(block.events, seen_visitor_days), key=lambda piece: -len(piece.keys)):
+        # By day and domain, so that the pieces sharing a day-domain counter land together.
+        for piece in sorted(_pieces(block.events, seen_visitor_days), key=_day_and_domain):
             _place(piece, bins, key=lambda b, piece=piece: (len(piece.keys - b.keys), -len(b.keys)))
     return [b.events for b in bins]
+
+
+def _day_and_domain(piece: _Bin) -> tuple[str, str, int]:
+    first = piece.events[0]
+    return first.day, first.domain or "", -len(piece.keys)
 
 
 def _keys(events: Sequence[PixelEvent], seen_visitor_days: Set[Key]) -> set[Key]:
