@@ -340,3 +340,32 @@ def test_the_cost_figure_prices_every_run_from_its_units_and_the_template_memory
     assert after.dynamodb_writes == pytest.approx(
         result.aggregated.wcu / result.aggregated.events * cost.DYNAMODB_PER_MILLION_WRITE_UNITS
     )
+
+
+# --- stats and tenantQueries reads (issue 16) ------------------------------------------------------
+
+
+@pytest.mark.dynamodb_local
+def test_the_reads_figure_sums_read_units_and_requests_of_each_operation_against_its_cost(dynamodb_local):
+    from bench.reads import RANGES, figure, measure
+
+    operations, fill_seconds = measure(
+        dynamodb_local.endpoint_url, visitors_per_day=300, tenant_pixels=5, repeats=1
+    )
+
+    assert [operation.label for operation in operations] == [
+        *(f"stats, {days} days" for days in RANGES),
+        "tenantQueries, 5 pixels",
+    ]
+    for operation in operations:
+        assert operation.reads.read_units > 0
+        assert operation.cost > 0
+        assert len(operation.seconds) == 1
+    stats_7, stats_31, stats_92, tenant = operations
+    # Longer ranges read more (their days) and are charged more (2 a day).
+    assert stats_7.reads.read_units < stats_92.reads.read_units
+    assert stats_7.cost < stats_31.cost < stats_92.cost
+    assert stats_92.reads.requests["BatchGetItem"] == 1
+    assert tenant.reads.requests["BatchGetItem"] == 1  # the pixels' totals, in one request
+    assert fill_seconds > 0
+    assert "units/cost" in figure(operations, fill_seconds, 300).render()
