@@ -367,5 +367,7 @@ def test_the_reads_figure_sums_read_units_and_requests_of_each_operation_against
     assert stats_7.cost < stats_31.cost < stats_92.cost
     assert stats_92.reads.requests["BatchGetItem"] == 1
     assert tenant.reads.requests["BatchGetItem"] == 1  # the pixels' totals, in one request
+    # The tenant's pixels and the tenant read once for its three fields, and the app.
+    assert tenant.reads.requests == {"Query": 1, "GetItem": 2, "BatchGetItem": 1}
     assert fill_seconds > 0
     assert "units/cost" in figure(operations, fill_seconds, 300).render()

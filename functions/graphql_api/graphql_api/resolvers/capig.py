@@ -2,7 +2,7 @@
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ariadne import MutationType, ObjectType, QueryType
@@ -25,10 +25,13 @@ account = ObjectType("Account")
 
 @dataclass(frozen=True, slots=True)
 class TenantCall:
-    """What nested CAPIG fields resolve against: who calls, for which tenant."""
+    """What nested CAPIG fields resolve against: who calls, for which tenant; and what the request
+    already read of the tenant, so that its fields (signalConfigs, eventFilters, domainFilters) read
+    the tenant and its pixels once between them, not once each."""
 
     principal: Principal
     tenant_id: str
+    read: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def capig_errors[**P, R](resolver: Callable[P, R]) -> Callable[P, R]:
@@ -141,9 +144,12 @@ def resolve_domain_filter(
     return _filter_result(written)
 
 
-def _tenant_pixels(tenant_id: str) -> list[PixelItem]:
-    found = TableItem.tenant_pixels.query(tenant_partition(tenant_id))
-    return [item for item in found if isinstance(item, PixelItem)]
+def _tenant_pixels(call: TenantCall) -> list[PixelItem]:
+    if "pixels" not in call.read:
+        found = TableItem.tenant_pixels.query(tenant_partition(call.tenant_id))
+        call.read["pixels"] = [item for item in found if isinstance(item, PixelItem)]
+    pixels: list[PixelItem] = call.read["pixels"]
+    return pixels
 
 
 @tenant_queries.field("account")
@@ -154,14 +160,17 @@ def resolve_account(call: TenantCall, _info: GraphQLResolveInfo[Any]) -> TenantC
 @account.field("signalConfigs")
 @capig_errors
 def resolve_signal_configs(call: TenantCall, _info: GraphQLResolveInfo[Any]) -> list[dict[str, Any]]:
-    pixels = _tenant_pixels(call.tenant_id)
+    pixels = _tenant_pixels(call)
     totals = signal_configs.totals_of([pixel.number for pixel in pixels])
     return [signal_configs.signal_config(pixel, totals.get(pixel.number)) for pixel in pixels]
 
 
 def _tenant_filters(call: TenantCall) -> tuple[list[filters.Filter], list[filters.Filter]]:
-    tenant = find(TenantItem, TenantItem.key(call.tenant_id))
-    return filters.filters_on(_tenant_pixels(call.tenant_id), tenant)
+    if "filters" not in call.read:
+        tenant = find(TenantItem, TenantItem.key(call.tenant_id))
+        call.read["filters"] = filters.filters_on(_tenant_pixels(call), tenant)
+    on: tuple[list[filters.Filter], list[filters.Filter]] = call.read["filters"]
+    return on
 
 
 @tenant_queries.field("eventFilters")
