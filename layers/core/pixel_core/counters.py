@@ -1,11 +1,16 @@
 """Exact counters from at-least-once delivery.
 
-A batch of events is aggregated in memory, so each counter item gets one write per batch, and
-committed in DynamoDB transactions of at most 100 items. Each transaction also puts one marker per
-event (condition: it does not exist yet). If a marker exists, the event was counted before (a
+A batch of events is aggregated in memory and committed in DynamoDB transactions of at most 100
+items. Each transaction puts one marker per event (condition: it does not exist yet) together with
+the counter deltas of exactly those events. If a marker exists, the event was counted before (a
 redelivered batch, or a crash after the commit and before the acknowledgement): the transaction
 is cancelled, its cancellation reasons name the markers that exist, and it is rebuilt without
 those events. Unique visitors work the same way with a visitor-day item.
+
+Every item of a transaction is billed twice a plain write, so the events are packed into
+transactions by pixel (and a big pixel's by visitor, day and domain), not in order of arrival: a
+counter item is written once per transaction it appears in. Which events share a transaction
+changes nothing about exactness, since each transaction carries its own events' markers and deltas.
 """
 
 import random
