@@ -11,6 +11,7 @@ CPU share Lambda gives a function of the template's memory size.
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +102,10 @@ def measure_pageviews(iterations: int = ITERATIONS) -> dict[bool, Pageview]:
             outside: list[float] = []
             calls = _Calls()
             # before-parameter-build: the API parameters, before botocore serializes them.
-            hooks = {"before-parameter-build": calls.before, "after-call": calls.after}
+            hooks: dict[str, Callable[..., None]] = {
+                "before-parameter-build": calls.before,
+                "after-call": calls.after,
+            }
             with client_hooks(hooks):
                 for _ in range(iterations):
                     aws_before, started = calls.seconds, time.perf_counter()

@@ -832,13 +832,13 @@ def figure(result: PipelineResult, options: Options) -> Figure:
     raw_row("events per batch (Lambda invocation)", lambda run: run.batch_size)
     per_row(f"WCU per {PER:,} pageviews", lambda run: run.wcu)
     for kind in UNIT_KINDS:
-        per_row(f"  {kind}", lambda run, kind=kind: run.wcu_by_kind[kind])
+        per_row(f"  {kind}", _units_of(kind))
     per_row("  of which failed writes", lambda run: run.wcu_of_failures)
     per_row("  if cancelled transactions were free", lambda run: run.wcu - run.wcu_of_cancelled)
     per_row(f"RCU per {PER:,} pageviews", lambda run: run.rcu)
     per_row(f"requests per {PER:,} pageviews", lambda run: run.total_requests)
     for operation in sorted(set().union(*(run.requests for run in shown))):
-        per_row(f"  {operation}", lambda run, operation=operation: run.requests[operation])
+        per_row(f"  {operation}", _requests_of(operation))
     per_row(
         "  cancelled / condition failed",
         lambda run: (
@@ -905,6 +905,14 @@ def figure(result: PipelineResult, options: Options) -> Figure:
         "around count_events alone (no SQS message parsing, no Lambda runtime), naive: its whole loop.",
     ]
     return table
+
+
+def _units_of(kind: str) -> Callable[[Run], float]:
+    return lambda run: run.wcu_by_kind[kind]
+
+
+def _requests_of(operation: str) -> Callable[[Run], float]:
+    return lambda run: run.requests[operation]
 
 
 def _items(snapshot: Snapshot) -> str:

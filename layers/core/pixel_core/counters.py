@@ -206,8 +206,13 @@ def chunks(events: Sequence[PixelEvent], seen_visitor_days: Set[Key] = frozenset
             continue
         # By day and domain, so that the pieces sharing a day-domain counter land together.
         for piece in sorted(_pieces(block.events, seen_visitor_days), key=_day_and_domain):
-            _place(piece, bins, key=lambda b, piece=piece: (len(piece.keys - b.keys), -len(b.keys)))
+            _place(piece, bins, key=_adding_fewest_items(piece))
     return [b.events for b in bins]
+
+
+def _adding_fewest_items(piece: _Bin) -> Callable[[_Bin], tuple[int, int]]:
+    """Transactions ordered by the new items the piece would add to them, then fullest first."""
+    return lambda other: (len(piece.keys - other.keys), -len(other.keys))
 
 
 def _day_and_domain(piece: _Bin) -> tuple[str, str, int]:
