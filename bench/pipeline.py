@@ -874,7 +874,8 @@ def figure(result: PipelineResult, options: Options) -> Figure:
         "event, a conditional visitor-day item per new visitor and day, a ConditionCheck per pixel, one "
         "update per counter and visitor item), each pixel's events in one transaction when they fit (else "
         "cut by visitor and by day and domain), best fit. before: the same code filling transactions with "
-        "consecutive events in order of arrival (arrival_order_chunks), as before issue 16."
+        "consecutive events in order of arrival (arrival_order_chunks), as before issue 16 (which read the "
+        "visitor-days once per transaction, not once per batch: more BatchGetItem requests, the same keys)."
         + "".join(
             f" {run.name}: 'after' given batches of {run.batch_size:,} (what the template's 2 s batching "
             "window allows; not deployed)."
@@ -891,7 +892,7 @@ def figure(result: PipelineResult, options: Options) -> Figure:
         ),
         "WCU are computed by DynamoDB's documented rules from each request's payload: 1 WCU per KB "
         "(rounded up) per item written, 2x for every item of a transaction (a ConditionCheck billed like a "
-        "write), a failed conditional write charged like a successful one. A cancelled transaction is "
+        "write: an upper bound if AWS bills it as less), a failed conditional write charged like a successful one. A cancelled transaction is "
         "charged in full (an upper bound: AWS does not document what one costs); the row below shows "
         "them free (the lower bound). RCU: 0.5 per item of an eventually consistent BatchGetItem, 1 of a "
         f"consistent one (items under 4 KB). Largest item stored: {largest} B, so no write rounds to more "
