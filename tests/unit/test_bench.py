@@ -278,6 +278,7 @@ def test_the_cold_start_figure_answers_a_first_pageview_and_a_restored_one_again
     assert result.runs[THIRD_PARTY][0].import_seconds == result.floor
     assert result.first_request_ratio > result.init_ratio > 0
     assert result.restored_ratio > 0
+    assert all(ratio > 0 for ratio in result.fastest_ratios)
     text = figure(result).render()
     for phrase in (
         "(a) handler, as built",
