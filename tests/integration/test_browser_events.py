@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pixel_core import browser_events, config, rate_limits
+from pixel_core import browser_events, config, queues, rate_limits
 from pixel_core.auth import Principal
 from pixel_core.clock import utc_now
 from pixel_core.models import PixelItem, RateWindowItem, TotalsItem
@@ -301,3 +301,17 @@ def test_the_snippet_is_served_as_javascript_cached_long_and_revalidated_by_its_
     # And the ETag gets a 304 with no body; another ETag the whole snippet
     assert (again["statusCode"], again.get("body", "")) == (304, "")
     assert changed["statusCode"] == 200
+
+
+def test_events_that_cannot_be_queued_are_not_answered_204_and_the_cause_is_logged(
+    shop_pixel, handler, lambda_context, inject, json_logs
+):
+    # Given the events queue unreachable for the function
+    inject(queues.sqs_client(), "SendMessageBatch", unreachable)
+    # When a page sends an event
+    status, _, text = collect(handler, lambda_context, events_body(browser_event()))
+    # Then it is told to retry, not that it was taken, and the operator sees why
+    assert status == 503
+    assert "retry" in json.loads(text)["error"]["message"]
+    (failure,) = [log for log in json_logs() if log.get("message") == "Browser events failed"]
+    assert "EndpointConnectionError" in failure["exception"]

@@ -74,14 +74,17 @@ async def handle_collection(scope: Scope, receive: Receive, send: Send, pixel_id
         body=body,
         origin=header(scope, b"origin"),
         referer=header(scope, b"referer"),
-        client=Client(
-            ip=client[0] if client else None, user_agent=header(scope, b"user-agent"), visitor=True
-        ),
+        client=Client(ip=client[0] if client else None, user_agent=header(scope, b"user-agent")),
     )
     try:
         outcome = collect(request)
     except InvalidBrowserRequest as error:
         await _error(send, 400, str(error))
+        return
+    except Exception:
+        # Not a 204: events the gateway could not queue were not taken (a fetch() caller may retry).
+        logger.exception("Browser events failed", extra={"pixel_id": pixel_id})
+        await _error(send, 503, "The events could not be taken; retry later.")
         return
     logger.info("Browser events", extra={"pixel_id": pixel_id, "outcome": outcome})
     await send({"type": "http.response.start", "status": 204, "headers": [_ANY_ORIGIN]})

@@ -53,7 +53,6 @@ MAX_CLOCK_SKEW_SECONDS = 3_600
 class Client:
     ip: str | None = None
     user_agent: str | None = None
-    visitor: bool = False  # the caller is the visitor's browser itself, so its user agent is judged
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +123,9 @@ def accept_event(principal: Principal, request: TrackRequest, client: Client) ->
     # A server tracking for its visitor sends the visitor's address and browser; else the caller's.
     client_ip = str(user_data.get("client_ip_address") or client.ip or "") or None
     user_agent = str(user_data.get("client_user_agent") or client.user_agent or "") or None
-    # The visitor's own user agent only: a browser's (Client.visitor), or the one a server passes.
-    visitor_agent = str(user_data.get("client_user_agent") or "") or (
-        client.user_agent if client.visitor else None
-    )
+    # Bots are judged by the visitor's own user agent, the one a server passes; never by the HTTP
+    # client the server sends with (browsers send to pixel_core.browser_events, judged there).
+    visitor_agent = str(user_data.get("client_user_agent") or "") or None
     now = time.time()
     tenant = recent_tenant(pixel.tenant_id)
     event = PixelEvent(
