@@ -8,7 +8,7 @@ is cancelled, its cancellation reasons name the markers that exist, and it is re
 those events. Unique visitors work the same way with a visitor-day item.
 
 Every item of a transaction is billed twice a plain write, so the events are packed into
-transactions by pixel (and a big pixel's by visitor, day and domain), not in order of arrival: a
+transactions by pixel (and a big pixel's by day, visitor and domain), not in order of arrival: a
 counter item is written once per transaction it appears in. Which events share a transaction
 changes nothing about exactness, since each transaction carries its own events' markers and deltas.
 """
@@ -161,14 +161,15 @@ class _Bin:
 
 
 def _pieces(events: Sequence[PixelEvent], seen_visitor_days: Set[Key]) -> list[_Bin]:
-    """The batch cut into pieces that share counter items: one per pixel and visitor (identified
-    events) or per pixel, day and domain (the others), each split if it would not fit one transaction."""
+    """The batch cut into pieces that share counter items: per pixel and day, one per visitor
+    (identified events) or per domain (the others), each split if it would not fit one transaction.
+    By day first: a day's DAY, MK and day-domain items are shared by more events than a visitor's."""
     groups: dict[tuple[Any, ...], list[PixelEvent]] = defaultdict(list)
     for event in events:
         if event.visitor_md5 and event.dropped is None:
-            groups[(event.pixel_id, "visitor", event.visitor_md5)].append(event)
+            groups[(event.pixel_id, event.day, "visitor", event.visitor_md5)].append(event)
         else:
-            groups[(event.pixel_id, "day", event.day, event.domain or "")].append(event)
+            groups[(event.pixel_id, event.day, "domain", event.domain or "")].append(event)
     pieces: list[_Bin] = []
     for group in groups.values():
         piece = _Bin()
@@ -190,8 +191,8 @@ def chunks(events: Sequence[PixelEvent], seen_visitor_days: Set[Key] = frozenset
     A counter item in two transactions costs two writes, so the order of arrival is not kept. Each
     pixel's events go whole into one transaction when they fit one (biggest pixel first, into the
     fullest transaction with room, best fit decreasing). A pixel with more is cut into pieces that
-    share items (a visitor's events, or a day and domain's anonymous ones), taken by day and domain,
-    each placed where it adds the fewest new items.
+    share items (a visitor's events of one day, or the anonymous ones of one day and domain), taken
+    by day and domain, each placed where it adds the fewest new items.
     """
     by_pixel: dict[int, list[PixelEvent]] = defaultdict(list)
     for event in events:
