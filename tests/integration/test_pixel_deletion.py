@@ -55,9 +55,7 @@ def busy_pixel(items: int) -> PixelItem:
             if kind == 0:
                 batch.save(EventMarkerItem(partition, f"EVENT#{n}", expires_at=MARKER_TTL))
             elif kind == 1:
-                batch.save(
-                    VisitorItem(partition, f"VISITOR#{n:032x}", first_seen=1, last_seen=2, pageviews=1)
-                )
+                batch.save(VisitorItem(partition, f"VISITOR#{n:032x}"))
             else:
                 batch.save(DayItem(partition, f"DAY#{n}", pageviews=1, visitors=1))
     return pixel

@@ -5,7 +5,8 @@ items. Each transaction puts one marker per event (condition: it does not exist 
 the counter deltas of exactly those events. If a marker exists, the event was counted before (a
 redelivered batch, or a crash after the commit and before the acknowledgement): the transaction
 is cancelled, its cancellation reasons name the markers that exist, and it is rebuilt without
-those events. Unique visitors work the same way with a visitor-day item.
+those events. Unique visitors work the same way with a visitor-day item; a visitor's own item
+(whether it was ever seen) is written only with a visitor-day that is new.
 
 Every item of a transaction is billed twice a plain write, so the events are packed into
 transactions by pixel (and a big pixel's by day, visitor and domain), not in order of arrival: a
@@ -95,7 +96,7 @@ class _Chunk:
     events: list[PixelEvent]
     pixels: dict[int, PixelItem]  # as read before the first attempt; the condition checks it still is
     counted_before: set[EventKey] = field(default_factory=set)  # events with a marker
-    seen_visitor_days: set[Key] = field(default_factory=set)  # visitor-day keys that exist
+    known: set[Key] = field(default_factory=set)  # visitor-day and visitor keys that exist
     # Per pixel, the latest receipt of the batch: every transaction sets the same, so their order
     # (no longer the order of arrival) cannot leave an earlier one in TOTALS.
     latest_received: dict[int, float] = field(default_factory=dict)
@@ -124,6 +125,25 @@ def _existing_visitor_days(events: list[PixelEvent]) -> set[Key]:
     return {(item.pk, item.sk) for item in found}
 
 
+def _existing_visitors(events: list[PixelEvent], known: Set[Key]) -> set[Key]:
+    """Visitors seen in earlier batches, among those whose visitor-day is new: their item need not
+    be written again (read, a tenth of a transactional write's price). A visitor whose visitor-day
+    exists has an item already (they are written together), so is not read. The item is never
+    deleted but with its pixel, and writing it is idempotent: a stale read only costs a write."""
+    keys = {
+        VisitorItem.key(event.pixel_id, event.visitor_md5)
+        for event in events
+        if event.visitor_md5
+        and event.dropped is None
+        and event.is_page_view
+        and VisitorDayItem.key(event.pixel_id, event.day, event.visitor_md5) not in known
+    }
+    if not keys:
+        return set()
+    found = VisitorItem.batch_get(sorted(keys), attributes_to_get=["pk", "sk", "item_type"])
+    return {(item.pk, item.sk) for item in found}
+
+
 def _current_pixels(events: list[PixelEvent]) -> dict[int, PixelItem]:
     """The pixels of the batch as they are now (owner and incarnation), in one consistent read."""
     keys = sorted({PixelItem.key(event.pixel_id) for event in events})
@@ -132,7 +152,7 @@ def _current_pixels(events: list[PixelEvent]) -> dict[int, PixelItem]:
     return {pixel.number: pixel for pixel in found}
 
 
-def keys_touched(event: PixelEvent, seen_visitor_days: Set[Key] = frozenset()) -> set[Key]:
+def keys_touched(event: PixelEvent, known: Set[Key] = frozenset()) -> set[Key]:
     """The items an event's transaction writes or checks for it (a visitor-day only while new)."""
     keys = {EventMarkerItem.key(event.pixel_id, event.event_id), PixelItem.key(event.pixel_id)}
     if event.dropped is not None:
@@ -146,9 +166,10 @@ def keys_touched(event: PixelEvent, seen_visitor_days: Set[Key] = frozenset()) -
             keys.add(DayDomainItem.key(event.pixel_id, event.day, event.domain))
         if event.visitor_md5:
             visitor_day = VisitorDayItem.key(event.pixel_id, event.day, event.visitor_md5)
-            if visitor_day not in seen_visitor_days:
+            if visitor_day not in known:
                 keys.add(visitor_day)
-            keys.add(VisitorItem.key(event.pixel_id, event.visitor_md5))
+                if (visitor := VisitorItem.key(event.pixel_id, event.visitor_md5)) not in known:
+                    keys.add(visitor)
     return keys
 
 
@@ -160,7 +181,7 @@ class _Bin:
     keys: set[Key] = field(default_factory=set)
 
 
-def _pieces(events: Sequence[PixelEvent], seen_visitor_days: Set[Key]) -> list[_Bin]:
+def _pieces(events: Sequence[PixelEvent], known: Set[Key]) -> list[_Bin]:
     """The batch cut into pieces that share counter items: per pixel and day, one per visitor
     (identified events) or per domain (the others), each split if it would not fit one transaction.
     By day first: a day's DAY, MK and day-domain items are shared by more events than a visitor's."""
@@ -174,7 +195,7 @@ def _pieces(events: Sequence[PixelEvent], seen_visitor_days: Set[Key]) -> list[_
     for group in groups.values():
         piece = _Bin()
         for event in group:
-            touched = keys_touched(event, seen_visitor_days)
+            touched = keys_touched(event, known)
             if piece.events and len(piece.keys | touched) > MAX_TRANSACTION_ITEMS:
                 pieces.append(piece)
                 piece = _Bin()
@@ -184,7 +205,7 @@ def _pieces(events: Sequence[PixelEvent], seen_visitor_days: Set[Key]) -> list[_
     return pieces
 
 
-def chunks(events: Sequence[PixelEvent], seen_visitor_days: Set[Key] = frozenset()) -> list[list[PixelEvent]]:
+def chunks(events: Sequence[PixelEvent], known: Set[Key] = frozenset()) -> list[list[PixelEvent]]:
     """The events grouped into transactions of at most 100 items (an item may appear only once in
     one), packed so that each counter item is written by as few of them as possible.
 
@@ -197,16 +218,14 @@ def chunks(events: Sequence[PixelEvent], seen_visitor_days: Set[Key] = frozenset
     by_pixel: dict[int, list[PixelEvent]] = defaultdict(list)
     for event in events:
         by_pixel[event.pixel_id].append(event)
-    blocks = [
-        _Bin(pixel_events, _keys(pixel_events, seen_visitor_days)) for pixel_events in by_pixel.values()
-    ]
+    blocks = [_Bin(pixel_events, _keys(pixel_events, known)) for pixel_events in by_pixel.values()]
     bins: list[_Bin] = []
     for block in sorted(blocks, key=lambda block: -len(block.keys)):
         if len(block.keys) <= MAX_TRANSACTION_ITEMS:
             _place(block, bins, key=lambda b: -len(b.keys))
             continue
         # By day and domain, so that the pieces sharing a day-domain counter land together.
-        for piece in sorted(_pieces(block.events, seen_visitor_days), key=_day_and_domain):
+        for piece in sorted(_pieces(block.events, known), key=_day_and_domain):
             _place(piece, bins, key=_adding_fewest_items(piece))
     return [b.events for b in bins]
 
@@ -221,8 +240,8 @@ def _day_and_domain(piece: _Bin) -> tuple[str, str, int]:
     return first.day, first.domain or "", -len(piece.keys)
 
 
-def _keys(events: Sequence[PixelEvent], seen_visitor_days: Set[Key]) -> set[Key]:
-    return set().union(*(keys_touched(event, seen_visitor_days) for event in events))
+def _keys(events: Sequence[PixelEvent], known: Set[Key]) -> set[Key]:
+    return set().union(*(keys_touched(event, known) for event in events))
 
 
 def _place(piece: _Bin, bins: list[_Bin], key: Callable[[_Bin], Any]) -> None:
@@ -266,16 +285,15 @@ def count_events(
     _orphaned(outcome, {event.pixel_id for event in orphans}, len(orphans))
     # Read once for the batch, and shared by its transactions: one that commits adds the visitor-days
     # it wrote, so a later one of the same batch neither writes them again nor is cancelled by them.
-    seen_visitor_days = _existing_visitor_days(owned) if owned else set()
+    known = _existing_visitor_days(owned) if owned else set()
+    known |= _existing_visitors(owned, known) if owned else set()
     latest_received: dict[int, float] = {}
     for event in owned:
         if event.dropped is None:
             latest = latest_received.get(event.pixel_id, event.received_at)
             latest_received[event.pixel_id] = max(latest, event.received_at)
-    for events_in_chunk in chunks(owned, seen_visitor_days):
-        chunk = _Chunk(
-            events_in_chunk, pixels, seen_visitor_days=seen_visitor_days, latest_received=latest_received
-        )
+    for events_in_chunk in chunks(owned, known):
+        chunk = _Chunk(events_in_chunk, pixels, known=known, latest_received=latest_received)
         _commit(chunk, outcome, sleep)
     return outcome
 
@@ -308,7 +326,7 @@ def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]
     retries = 0
     # Each cancellation for a failed condition removes at least one item, so this ends.
     while live := chunk.live():
-        writes = _writes(live, chunk.pixels, chunk.seen_visitor_days, chunk.latest_received)
+        writes = _writes(live, chunk.pixels, chunk.known, chunk.latest_received)
         try:
             with transaction() as tx:
                 for write in writes:
@@ -327,7 +345,7 @@ def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]
             codes = [code for _write, code in reasons]
             raise CountingFailed(f"transaction failed: {error.cause_response_code} {codes}") from error
         outcome.transactions += 1
-        chunk.seen_visitor_days.update(write.subject for write in writes if write.kind == "visitor_day")
+        chunk.known.update(write.subject for write in writes if write.kind in {"visitor_day", "visitor"})
         outcome.counted += len(live)
         outcome.counted_events.extend(live)
         break
@@ -341,7 +359,7 @@ def _commit(chunk: _Chunk, outcome: BatchOutcome, sleep: Callable[[float], None]
 class _Write:
     """One item of the transaction, and what a failed condition on it would mean (`kind`, `subject`)."""
 
-    kind: str  # marker | received_check | pixel | visitor_day | counter
+    kind: str  # marker | received_check | pixel | visitor_day | visitor | counter
     subject: Any
     item: Any
     actions: list[Any] | None = None
@@ -369,7 +387,7 @@ def _learn(chunk: _Chunk, reasons: list[tuple[_Write, str]]) -> bool:
         if write.kind in {"marker", "received_check"}:
             chunk.counted_before.add(write.subject)
         elif write.kind == "visitor_day":
-            chunk.seen_visitor_days.add(write.subject)
+            chunk.known.add(write.subject)
         elif write.kind == "pixel":
             chunk.missing_pixels.add(write.subject)
         else:
@@ -380,7 +398,7 @@ def _learn(chunk: _Chunk, reasons: list[tuple[_Write, str]]) -> bool:
 def _writes(
     events: list[PixelEvent],
     pixels: dict[int, PixelItem],
-    seen_visitor_days: set[Key],
+    known: set[Key],
     latest_received: Mapping[int, float],
 ) -> list[_Write]:
     writes: list[_Write] = []
@@ -399,12 +417,12 @@ def _writes(
     for pixel_id, pixel_events in by_pixel.items():
         still = same_pixel(pixels[pixel_id])
         writes.append(_Write("pixel", pixel_id, PixelItem(*PixelItem.key(pixel_id)), condition=still))
-        writes.extend(_counter_writes(pixel_id, pixel_events, seen_visitor_days, latest_received))
+        writes.extend(_counter_writes(pixel_id, pixel_events, known, latest_received))
     return writes
 
 
 def _counter_writes(
-    pixel_id: int, events: list[PixelEvent], seen_visitor_days: set[Key], latest_received: Mapping[int, float]
+    pixel_id: int, events: list[PixelEvent], known: set[Key], latest_received: Mapping[int, float]
 ) -> list[_Write]:
     writes: list[_Write] = []
     received = [event for event in events if event.dropped is None]
@@ -440,7 +458,7 @@ def _counter_writes(
                 for event in page_views
                 if event.day == day
                 and event.visitor_md5
-                and (key := VisitorDayItem.key(pixel_id, day, event.visitor_md5)) not in seen_visitor_days
+                and (key := VisitorDayItem.key(pixel_id, day, event.visitor_md5)) not in known
             }
         )
         for key in new_visitor_days:
@@ -455,18 +473,21 @@ def _counter_writes(
         item = DayDomainItem(*DayDomainItem.key(pixel_id, day, domain))
         writes.append(_counter(item, [DayDomainItem.domain.set(domain), DayDomainItem.pageviews.add(views)]))
 
-    visits: dict[str, list[PixelEvent]] = defaultdict(list)
-    for event in page_views:
-        if event.visitor_md5:
-            visits[event.visitor_md5].append(event)
-    for md5, visitor_events in visits.items():
-        times = [event.event_time for event in visitor_events]
-        actions = [
-            VisitorItem.first_seen.set(VisitorItem.first_seen | min(times)),
-            VisitorItem.last_seen.set(max(times)),
-            VisitorItem.pageviews.add(len(visitor_events)),
-        ]
-        writes.append(_counter(VisitorItem(*VisitorItem.key(pixel_id, md5)), actions))
+    # A visitor's item is read only for whether it exists ("User Found"): it is written only with a
+    # new visitor-day (the two are written together), and only when not known to exist already.
+    new_visitors = sorted(
+        {
+            key
+            for event in page_views
+            if event.visitor_md5
+            and VisitorDayItem.key(pixel_id, event.day, event.visitor_md5) not in known
+            and (key := VisitorItem.key(pixel_id, event.visitor_md5)) not in known
+        }
+    )
+    for key in new_visitors:
+        writes.append(
+            _Write("visitor", key, VisitorItem(*key), actions=[TableItem.item_type.set(VisitorItem)])
+        )
     return writes
 
 

@@ -283,9 +283,8 @@ class VisitorDayItem(TableItem, discriminator="visitor_day"):
 
 
 class VisitorItem(TableItem, discriminator="visitor"):
-    first_seen = NumberAttribute()
-    last_seen = NumberAttribute()
-    pageviews = NumberAttribute(default=0)
+    """Exists once a visitor was counted: intake answers "User Found" for it. Nothing else is read,
+    so nothing else is written (a per-visitor pageview count would cost a write per pageview)."""
 
     @staticmethod
     def key(pixel_id: int, md5: str) -> tuple[str, str]:
