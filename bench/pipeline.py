@@ -267,14 +267,15 @@ def _units(size: int) -> int:
 
 
 # Where write units go, in the order the figure shows them.
-MARKERS, VISITOR_DAYS, VISITORS, COUNTERS, CONDITION_CHECKS = (
+MARKERS, VISITOR_DAYS, VISITORS, COUNTERS, CONDITION_CHECKS, TENANT_INDEX = (
     "markers",
     "visitor-days",
     "visitors",
     "counters",
     "condition checks",
+    "tenant index (gsi1)",
 )
-UNIT_KINDS = (MARKERS, VISITOR_DAYS, VISITORS, COUNTERS, CONDITION_CHECKS)
+UNIT_KINDS = (MARKERS, VISITOR_DAYS, VISITORS, COUNTERS, CONDITION_CHECKS, TENANT_INDEX)
 
 
 def item_kind(action: str, sk: str) -> str:
@@ -296,16 +297,30 @@ def _key_sk(request: Mapping[str, Any]) -> str:
     return str(attributes["sk"]["S"])
 
 
+def _index_units(action: str, request: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """A write that puts the item in gsi1 (TOTALS, beside its pixel) also writes the index: 1 WCU
+    per KB of the projected item (ALL), outside any transaction's doubling."""
+    names = request.get("Item", {}).keys() | set(request.get("ExpressionAttributeNames", {}).values())
+    return [(TENANT_INDEX, _units(_request_item_size(action, request)))] if "gsi1pk" in names else []
+
+
 def write_units(call: Call) -> list[tuple[str, int]]:
     """(item kind, WCU) for every item a call writes, by the documented rules: 1 WCU per KB of
     item (rounded up, at least 1); twice that for each item of a transaction; a failed conditional
-    write is charged too. Reads cost no WCU (read capacity is not part of this figure)."""
+    write is charged too; an index entry written, once more. Reads cost no WCU (read capacity is not
+    part of this figure)."""
     params = call.params
     match call.operation:
         case "PutItem":
-            return [(item_kind("Put", _key_sk(params)), _units(_request_item_size("Put", params)))]
+            return [
+                (item_kind("Put", _key_sk(params)), _units(_request_item_size("Put", params))),
+                *_index_units("Put", params),
+            ]
         case "UpdateItem":
-            return [(item_kind("Update", _key_sk(params)), _units(_request_item_size("Update", params)))]
+            return [
+                (item_kind("Update", _key_sk(params)), _units(_request_item_size("Update", params))),
+                *_index_units("Update", params),
+            ]
         case "DeleteItem":
             return [(item_kind("Delete", _key_sk(params)), _units(_request_item_size("Delete", params)))]
         case "TransactWriteItems":
@@ -314,6 +329,7 @@ def write_units(call: Call) -> list[tuple[str, int]]:
                 ((action, request),) = entry.items()
                 units = 2 * _units(_request_item_size(action, request))
                 charged.append((item_kind(action, _key_sk(request)), units))
+                charged.extend(_index_units(action, request))
             return charged
         case operation if operation in READ_OPERATIONS:
             return []

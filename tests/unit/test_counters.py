@@ -512,3 +512,41 @@ def test_a_dropped_id_then_accepted_is_forwarded_as_counted_so_published_never_e
     outcome = count_events([accepted])
     assert (outcome.counted, outcome.duplicates) == (1, 0)
     assert events_to_forward(outcome) == [accepted]
+
+
+def test_totals_are_indexed_beside_their_pixel_so_tenant_queries_read_them_with_one_query(
+    table, app, gql, monkeypatch
+):
+    # Given a pixel of the app's tenant counted by the aggregator, and one whose totals were
+    # written before they were indexed (no gsi1 keys)
+    counted, legacy = new_pixel(app.tenant_id), new_pixel(app.tenant_id)
+    count_events([event(counted, tenant_id=app.tenant_id), event(counted, tenant_id=app.tenant_id)])
+    TotalsItem(*TotalsItem.key(legacy), events_received=7).save()
+    keys_read: list[Any] = []
+    real_batch_get = TotalsItem.batch_get
+
+    def batch_get(keys: Any, **kwargs: Any) -> Any:
+        keys_read.extend(keys)
+        return real_batch_get(keys, **kwargs)
+
+    monkeypatch.setattr(TotalsItem, "batch_get", batch_get)
+    # When the tenant's connection statuses are read
+    answer = gql(
+        """query Q($tenantId: ID!) { tenantQueries(tenantId: $tenantId) { account { signalConfigs {
+          connectionId connectionStatus { totalEventsReceived } } } } }""",
+        {"tenantId": app.tenant_id},
+        app.basic_header,
+    )
+    # Then both are exact, and only the unindexed one was read by key
+    assert answer.errors is None, answer.errors
+    received = {
+        int(config["connectionId"]): config["connectionStatus"]["totalEventsReceived"]
+        for config in answer.data["tenantQueries"]["account"]["signalConfigs"]
+    }
+    assert received == {counted: 2.0, legacy: 7.0}
+    assert keys_read == [TotalsItem.key(legacy)]
+    # And the index holds the counted pixel's totals under its tenant
+    (indexed,) = [
+        i for i in TableItem.tenant_pixels.query(f"TENANT#{app.tenant_id}") if isinstance(i, TotalsItem)
+    ]
+    assert indexed.pixel_number == counted

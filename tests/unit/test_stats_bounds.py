@@ -78,6 +78,7 @@ def test_a_range_with_more_visitor_days_than_the_bound_is_flagged_and_its_days_s
 ):
     # When the whole range (45 visitor-days, over a bound of 30) is asked for
     data = ask_stats(gql, app, "2026-11-01", "2026-11-30")
+    assert bound < 45
     # Then the distinct-visitor total says it is not exact: it is the days' sum, an upper bound
     assert data["visitors_exact"] is False
     assert data["totals"] == {"pageviews": 303, "visitors": 45}
@@ -88,9 +89,19 @@ def test_a_range_with_more_visitor_days_than_the_bound_is_flagged_and_its_days_s
         ("2026-11-02", 101, 15),
         ("2026-11-03", 102, 15),
     ]
-    # And reading stopped at the bound: one item past it, in pages of PAGE items
+    # And no visitor-day was read: the days' own visitor counts (exactly how many visitor-days
+    # there are) already said the range is past the bound
+    assert visitor_day_reads == []
+
+
+def test_a_range_within_the_bound_reads_its_visitor_days_and_no_more(
+    app, gql, bound, busy_pixel, visitor_day_reads
+):
+    # When two days (30 visitor-days, the bound) are asked for
+    ask_stats(gql, app, "2026-11-02", "2026-11-03")
+    # Then exactly those were read, in pages of PAGE items
     (read,) = visitor_day_reads
-    assert bound < read.total_count <= -(-(bound + 1) // PAGE) * PAGE
+    assert read.total_count == 30
 
 
 def test_a_small_range_stays_exact_and_counts_each_visitor_once(app, gql, bound, busy_pixel):

@@ -417,13 +417,14 @@ def _writes(
     for pixel_id, pixel_events in by_pixel.items():
         still = same_pixel(pixels[pixel_id])
         writes.append(_Write("pixel", pixel_id, PixelItem(*PixelItem.key(pixel_id)), condition=still))
-        writes.extend(_counter_writes(pixel_id, pixel_events, known, latest_received))
+        writes.extend(_counter_writes(pixels[pixel_id], pixel_events, known, latest_received))
     return writes
 
 
 def _counter_writes(
-    pixel_id: int, events: list[PixelEvent], known: set[Key], latest_received: Mapping[int, float]
+    pixel: PixelItem, events: list[PixelEvent], known: set[Key], latest_received: Mapping[int, float]
 ) -> list[_Write]:
+    pixel_id = pixel.number
     writes: list[_Write] = []
     received = [event for event in events if event.dropped is None]
     totals_actions: list[Any] = []
@@ -436,6 +437,9 @@ def _counter_writes(
         totals_actions.append(TotalsItem.events_bots.add(bots))
     if rate_limited := sum(1 for event in events if event.dropped == RATE_LIMIT_REASON):
         totals_actions.append(TotalsItem.events_rate_limited.add(rate_limited))
+    # In the tenant's index beside its pixel: tenantQueries reads a tenant's totals with its pixels.
+    index_pk, index_sk = TotalsItem.index_key(pixel.tenant_id, pixel_id)
+    totals_actions += [TableItem.gsi1pk.set(index_pk), TableItem.gsi1sk.set(index_sk)]
     writes.append(_counter(TotalsItem(*TotalsItem.key(pixel_id)), totals_actions))
 
     # Match keys by the day each event was received: one update per day, whatever the batch's size.

@@ -2,13 +2,14 @@
 
 Keys are type-prefixed strings. A pixel's partition (`PIXEL#<id>`) holds the pixel and everything
 that dies with it (domains, later its filters and counters), so reading or deleting a pixel is one
-Query. `gsi1` lists a tenant's pixels.
+Query. `gsi1` lists a tenant's pixels, and their totals (so that one Query reads both).
 
 | item      | pk              | sk               | gsi1pk          | gsi1sk          |
 |-----------|-----------------|------------------|-----------------|-----------------|
 | tenant    | TENANT#<id>     | TENANT           |                 |                 |
 | app       | APP#<app id>    | APP              |                 |                 |
 | pixel     | PIXEL#<id>      | PIXEL            | TENANT#<tenant> | PIXEL#<padded>  |
+| totals    | PIXEL#<id>      | TOTALS           | TENANT#<tenant> | TOTALS#<padded> |
 | domain    | PIXEL#<id>      | DOMAIN#<domain>  |                 |                 |
 | sequence  | SEQUENCE#<name> | SEQUENCE         |                 |                 |
 | deletion  | PIXEL#<id>      | DELETING         |                 |                 |
@@ -234,6 +235,15 @@ class TotalsItem(TableItem, discriminator="totals"):
     @staticmethod
     def key(pixel_id: int) -> tuple[str, str]:
         return pixel_partition(pixel_id), "TOTALS"
+
+    @property
+    def pixel_number(self) -> int:
+        return int(self.pk.removeprefix("PIXEL#"))
+
+    @staticmethod
+    def index_key(tenant_id: str, pixel_id: int) -> tuple[str, str]:
+        """Its place in `gsi1`, beside its pixel: the aggregator sets it with every update."""
+        return tenant_partition(tenant_id), f"TOTALS#{pixel_sort_key(pixel_id)}"
 
 
 class DayItem(TableItem, discriminator="day"):

@@ -219,4 +219,4 @@ def totals_of(pixel_ids: list[int]) -> dict[int, TotalsItem]:
     if not pixel_ids:
         return {}
     found = TotalsItem.batch_get([TotalsItem.key(pixel_id) for pixel_id in pixel_ids])
-    return {int(item.pk.removeprefix("PIXEL#")): item for item in found}
+    return {item.pixel_number: item for item in found}

@@ -112,7 +112,7 @@ def pixel_stats(principal: Principal, pixel_id: int, days: DayRange) -> dict[str
     domains_exact = _add_domains(partition, days, by_day)
     for entry in by_day.values():
         entry["domains"].sort(key=lambda d: (-d["pageviews"], d["domain"]))
-    distinct = _distinct_visitors(partition, days)
+    distinct = _distinct_visitors(partition, days, sum(entry["visitors"] for entry in by_day.values()))
     return {
         "pixel_id": pixel_id,
         "from": days.start.isoformat(),
@@ -149,9 +149,18 @@ def _add_domains(partition: str, days: DayRange, by_day: dict[str, dict[str, Any
     return True
 
 
-def _distinct_visitors(partition: str, days: DayRange) -> int | None:
+def _distinct_visitors(partition: str, days: DayRange, visitor_days: int) -> int | None:
     """Visitors seen on any day of the range, each once, from the visitor-day items; None when the
-    range holds more than `MAX_VISITOR_DAYS_READ` of them (reading stops there)."""
+    range holds more than `MAX_VISITOR_DAYS_READ` of them.
+
+    `visitor_days` is the days' own visitor counts summed, which is exactly how many visitor-day
+    items the range holds (the aggregator adds one to its day with each): a range past the bound is
+    known without reading any, and one within it is read to its last item and no further.
+    """
+    if visitor_days > MAX_VISITOR_DAYS_READ:
+        return None
+    if visitor_days == 0:
+        return 0
     low, high = days.sort_key_bounds(VISITOR_DAY_PREFIX)
     found = TableItem.query(
         partition,

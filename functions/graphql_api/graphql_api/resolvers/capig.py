@@ -12,7 +12,7 @@ from graphql_api.resolvers.envelope import principal_of
 from pixel_core import filters, signal_configs
 from pixel_core.auth import Principal
 from pixel_core.errors import GatewayError
-from pixel_core.models import PixelItem, TableItem, TenantItem, find, tenant_partition
+from pixel_core.models import PixelItem, TableItem, TenantItem, TotalsItem, find, tenant_partition
 from pixel_core.observability import count, logger
 
 mutation = MutationType()
@@ -145,9 +145,11 @@ def resolve_domain_filter(
 
 
 def _tenant_pixels(call: TenantCall) -> list[PixelItem]:
+    """The tenant's pixels, read once per request with the totals the index holds beside them."""
     if "pixels" not in call.read:
-        found = TableItem.tenant_pixels.query(tenant_partition(call.tenant_id))
+        found = list(TableItem.tenant_pixels.query(tenant_partition(call.tenant_id)))
         call.read["pixels"] = [item for item in found if isinstance(item, PixelItem)]
+        call.read["totals"] = {item.pixel_number: item for item in found if isinstance(item, TotalsItem)}
     pixels: list[PixelItem] = call.read["pixels"]
     return pixels
 
@@ -161,7 +163,9 @@ def resolve_account(call: TenantCall, _info: GraphQLResolveInfo[Any]) -> TenantC
 @capig_errors
 def resolve_signal_configs(call: TenantCall, _info: GraphQLResolveInfo[Any]) -> list[dict[str, Any]]:
     pixels = _tenant_pixels(call)
-    totals = signal_configs.totals_of([pixel.number for pixel in pixels])
+    totals: dict[int, TotalsItem] = dict(call.read["totals"])
+    # Totals not in the index yet (none counted since it was, or none at all) are read by key.
+    totals.update(signal_configs.totals_of([pixel.number for pixel in pixels if pixel.number not in totals]))
     return [signal_configs.signal_config(pixel, totals.get(pixel.number)) for pixel in pixels]
 
 
