@@ -162,7 +162,7 @@ def test_sqs_triggers_describe_the_aggregator_event_source_as_the_template_decla
     assert trigger.code_uri == "functions/counter_aggregator/"
     assert trigger.handler == "app.handler"
     assert trigger.queue_id == "EventsQueue"
-    assert (trigger.batch_size, trigger.batching_window_seconds, trigger.timeout_seconds) == (100, 2, 30)
+    assert (trigger.batch_size, trigger.batching_window_seconds, trigger.timeout_seconds) == (1000, 2, 30)
 
 
 def test_table_create_kwargs_for_pixel_table_match_the_key_schema_and_gsi_in_template_yaml() -> None:
