@@ -216,7 +216,9 @@ def pixel_status(stack: DevStack) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_the_snippet_in_chromium_counts_a_pageview_sends_a_purchase_with_meta_cookies_refuses_a_stranger_flags_a_bot_and_the_page_cannot_act_as_admin(
-    stack: DevStack, pages: ShopPages, chromium: Any
+    chromium: Any,
+    stack: DevStack,
+    pages: ShopPages,  # the browser first: without one, fail at once
 ) -> None:
     # Given a pixel connected to (the local) Meta, with the shop's domain attached
     assert "errors" not in stack.graphql(SETUP, SETUP_VARIABLES, path="/capig/graphql/", basic=True)
