@@ -17,10 +17,9 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from pixel_core.config import settings
-from pixel_core.domain_names import InvalidDomainError, clean_domain, is_same_or_subdomain
+from pixel_core.domain_names import InvalidDomainError, clean_domain
 from pixel_core.events import reason_text
 from pixel_core.intake import Client
-from pixel_core.models import PixelItem
 from pixel_core.observability import count
 from pixel_core.pixels import recent_pixel, recent_tenant
 from pixel_core.queues import enqueue_all
@@ -57,7 +56,7 @@ def collect(request: BrowserRequest) -> str:
     host = page_host(request.origin, request.referer)
     checked = [_checked(index, raw, host, request.client, now) for index, raw in enumerate(raw_events)]
     pixel = recent_pixel(request.pixel_id)
-    if pixel is None or host is None or not serves(pixel, host):
+    if pixel is None or host is None or not pixel.covers(host):
         count("BrowserEventsRefused", len(checked))
         return "refused: unknown pixel or origin not attached"
     tenant = recent_tenant(pixel.tenant_id)
@@ -90,11 +89,6 @@ def page_host(origin: str | None, referer: str | None) -> str | None:
         return clean_domain(parts.hostname)
     except (ValueError, InvalidDomainError):
         return None
-
-
-def serves(pixel: PixelItem, host: str) -> bool:
-    """Whether the pixel takes browser events from pages on `host`: one of its domains or under one."""
-    return any(is_same_or_subdomain(host, domain) for domain in pixel.domains or ())
 
 
 def _event_list(body: bytes) -> list[object]:

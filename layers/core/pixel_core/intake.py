@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 from pixel_core.auth import Principal
 from pixel_core.bots import BOT_REASON, is_bot
-from pixel_core.domain_names import is_same_or_subdomain
 from pixel_core.errors import BadRequest
 from pixel_core.events import (
     EVENT_ID,
@@ -94,9 +93,8 @@ def drop_reason(
     global_verdict = verdict(None, tenant.domain_filters if tenant else None, domain, match_subdomains=True)
     if (pixel_verdict or global_verdict) == "DROP":
         return f"domain {domain} is blocked by a domain filter"
-    attached = pixel.domains or set()
     # Only the pixel's own ALLOW admits a domain it does not have: a tenant-wide one cannot.
-    if pixel_verdict != "ALLOW" and attached and not any(is_same_or_subdomain(domain, p) for p in attached):
+    if pixel_verdict != "ALLOW" and pixel.domains and not pixel.covers(domain):
         return f"domain {domain} is not attached to pixel {pixel.pixel_id}"
     return None
 

@@ -60,6 +60,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from pixel_core.config import settings
+from pixel_core.domain_names import is_same_or_subdomain
 from pixel_core.pixel_ids import pixel_sort_key
 from pixel_core.user_data import MATCH_KEYS
 
@@ -172,6 +173,10 @@ class PixelItem(TableItem, discriminator="pixel"):
             gsi1sk=f"PIXEL#{pixel_sort_key(pixel_id)}",
             **{"incarnation": secrets.token_hex(8), **attributes},
         )
+
+    def covers(self, host: str) -> bool:
+        """Whether `host` (cleaned) is one of the pixel's attached domains or lies under one."""
+        return any(is_same_or_subdomain(host, domain) for domain in self.domains or ())
 
     def owns(self, event: "PixelEvent") -> bool:
         """True when the event was accepted for this very pixel: same owner, same incarnation."""

@@ -112,7 +112,8 @@ def pixel_stats(principal: Principal, pixel_id: int, days: DayRange) -> dict[str
     domains_exact = _add_domains(partition, days, by_day)
     for entry in by_day.values():
         entry["domains"].sort(key=lambda d: (-d["pageviews"], d["domain"]))
-    distinct = _distinct_visitors(partition, days, sum(entry["visitors"] for entry in by_day.values()))
+    visitor_days = sum(entry["visitors"] for entry in by_day.values())
+    distinct = _distinct_visitors(partition, days, visitor_days)
     return {
         "pixel_id": pixel_id,
         "from": days.start.isoformat(),
@@ -120,7 +121,7 @@ def pixel_stats(principal: Principal, pixel_id: int, days: DayRange) -> dict[str
         "totals": {
             "pageviews": sum(entry["pageviews"] for entry in by_day.values()),
             # Past the bound: every visitor counted once per day seen, an upper bound.
-            "visitors": distinct if distinct is not None else sum(e["visitors"] for e in by_day.values()),
+            "visitors": distinct if distinct is not None else visitor_days,
         },
         "match_keys": match_keys(pixel_id, days),
         "visitors_exact": distinct is not None,
