@@ -114,15 +114,10 @@ def _existing_visitor_days(events: list[PixelEvent]) -> set[Key]:
     """Visitor-days counted in earlier batches, read up front: a visitor seen earlier the same day
     would otherwise cancel the transaction once (a write's price) before the retry learns it.
     Reads are a fifth of the price; a stale read is still caught by the condition."""
-    keys = {
-        VisitorDayItem.key(event.pixel_id, event.day, event.visitor_md5)
-        for event in events
-        if event.visitor_md5 and event.dropped is None and event.is_page_view
-    }
-    if not keys:
-        return set()
-    found = VisitorDayItem.batch_get(sorted(keys), attributes_to_get=["pk", "sk", "item_type"])
-    return {(item.pk, item.sk) for item in found}
+    return _existing(
+        VisitorDayItem,
+        {VisitorDayItem.key(pixel_id, day, md5) for pixel_id, day, md5 in _visits(events)},
+    )
 
 
 def _existing_visitors(events: list[PixelEvent], known: Set[Key]) -> set[Key]:
@@ -130,18 +125,34 @@ def _existing_visitors(events: list[PixelEvent], known: Set[Key]) -> set[Key]:
     be written again (read, a tenth of a transactional write's price). A visitor whose visitor-day
     exists has an item already (they are written together), so is not read. The item is never
     deleted but with its pixel, and writing it is idempotent: a stale read only costs a write."""
-    keys = {
-        VisitorItem.key(event.pixel_id, event.visitor_md5)
-        for event in events
-        if event.visitor_md5
-        and event.dropped is None
-        and event.is_page_view
-        and VisitorDayItem.key(event.pixel_id, event.day, event.visitor_md5) not in known
-    }
+    return _existing(
+        VisitorItem,
+        {
+            VisitorItem.key(pixel_id, md5)
+            for pixel_id, day, md5 in _visits(events)
+            if VisitorDayItem.key(pixel_id, day, md5) not in known
+        },
+    )
+
+
+def _visits(events: list[PixelEvent]) -> list[tuple[int, str, str]]:
+    """(pixel, day, visitor) of the accepted pageviews with a visitor: what visitor-days and
+    visitors are counted from."""
+    return [
+        (e.pixel_id, e.day, e.visitor_md5)
+        for e in events
+        if e.visitor_md5 and e.dropped is None and e.is_page_view
+    ]
+
+
+def _existing(model: Any, keys: set[Key]) -> set[Key]:
+    """Which of `keys` are items of the table (one BatchGetItem per 100, keys only)."""
     if not keys:
         return set()
-    found = VisitorItem.batch_get(sorted(keys), attributes_to_get=["pk", "sk", "item_type"])
-    return {(item.pk, item.sk) for item in found}
+    return {
+        (item.pk, item.sk)
+        for item in model.batch_get(sorted(keys), attributes_to_get=["pk", "sk", "item_type"])
+    }
 
 
 def _current_pixels(events: list[PixelEvent]) -> dict[int, PixelItem]:
@@ -285,8 +296,8 @@ def count_events(
     _orphaned(outcome, {event.pixel_id for event in orphans}, len(orphans))
     # Read once for the batch, and shared by its transactions: one that commits adds the visitor-days
     # it wrote, so a later one of the same batch neither writes them again nor is cancelled by them.
-    known = _existing_visitor_days(owned) if owned else set()
-    known |= _existing_visitors(owned, known) if owned else set()
+    known = _existing_visitor_days(owned)
+    known |= _existing_visitors(owned, known)
     latest_received: dict[int, float] = {}
     for event in owned:
         if event.dropped is None:
