@@ -435,8 +435,9 @@ class Run:
 
 
 @contextmanager
-def fresh_table(endpoint: str, name: str) -> Iterator[Recorder]:
-    """A new table from the template with the models bound to it; the previous binding afterwards."""
+def fresh_table(endpoint: str, name: str) -> Iterator[Any]:
+    """A new table from the template with the models bound to it, and the botocore client every
+    model's request goes through; the previous binding afterwards, the table deleted."""
     provision(
         load_template(), dynamodb_endpoint=endpoint, sqs_endpoint=None, table_names={"PixelTable": name}
     )
@@ -445,7 +446,7 @@ def fresh_table(endpoint: str, name: str) -> Iterator[Recorder]:
     # bind_models made a new connection: its client is the one every model's request goes through.
     client = TableItem._get_connection().connection.client
     try:
-        yield Recorder(client)
+        yield client
     finally:
         client.delete_table(TableName=name)  # keeps a shared DynamoDB Local (tests) small
         table_name, host, region = previous
@@ -749,10 +750,10 @@ def measure(
 
     def aggregated(name: str, batch_size: int, chunker: Callable[..., list[list[PixelEvent]]]) -> None:
         table = f"bench-aggregated{len(runs)}-{suffix}"
-        with fresh_table(endpoint, table) as recorder, packing(chunker):
+        with fresh_table(endpoint, table) as client, packing(chunker):
+            recorder = Recorder(client)
             create_pixels(workload)
             clock = Clock()
-            client = TableItem._get_connection().connection.client
             count_aggregated(prefix, recorder, clock, batch_size)
             at_prefix[name], _ = stored_counters(client, table)
             count_aggregated(rest, recorder, clock, batch_size)
@@ -765,11 +766,12 @@ def measure(
         aggregated(what_if_name(what_if_batch_size), what_if_batch_size, counters.chunks)
 
     table = f"bench-naive-{suffix}"
-    with fresh_table(endpoint, table) as recorder:
+    with fresh_table(endpoint, table) as client:
+        recorder = Recorder(client)
         create_pixels(workload)
         clock = Clock()
         count_all_naively(prefix, recorder, clock)
-        at_prefix[NAIVE], largest = stored_counters(TableItem._get_connection().connection.client, table)
+        at_prefix[NAIVE], largest = stored_counters(client, table)
         runs[NAIVE] = Run(NAIVE, sample, BATCH_SIZE, recorder.calls, clock.cpu, clock.wall, largest)
 
     comparisons = [Comparison(f"first {sample:,} events", expected_counters(prefix), at_prefix)]

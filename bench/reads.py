@@ -32,12 +32,11 @@ from graphql import parse, validate
 
 from bench import Figure, Options
 from bench.harness import quiet_handler_output
+from bench.pipeline import fresh_table
 from devtools.api_gateway import http_api_event
 from devtools.dynamodb_local import DynamoDBLocal
 from devtools.functions import load_handler
-from devtools.provision import provision
 from devtools.sqs_event_source import LambdaContext
-from devtools.template import load_template
 from pixel_core import auth, pixels
 from pixel_core.clock import utc_now
 from pixel_core.models import (
@@ -48,7 +47,6 @@ from pixel_core.models import (
     TableItem,
     TotalsItem,
     VisitorDayItem,
-    bind_models,
 )
 from pixel_core.stats import MAX_RANGE_DAYS, MAX_VISITOR_DAYS_READ
 from tests.support.documents import STATS, TENANT_QUERIES
@@ -191,14 +189,7 @@ def measure(
     repeats: int = REPEATS,
 ) -> tuple[list[Operation], float]:
     """Every operation of `requests_to_measure`; and the seconds filling the table took."""
-    table = f"bench-reads-{uuid.uuid4().hex[:8]}"
-    provision(
-        load_template(), dynamodb_endpoint=endpoint, sqs_endpoint=None, table_names={"PixelTable": table}
-    )
-    previous = (TableItem.Meta.table_name, TableItem.Meta.host, TableItem.Meta.region)
-    bind_models(table_name=table, host=endpoint, region="us-east-1")
-    client = TableItem._get_connection().connection.client
-    try:
+    with fresh_table(endpoint, f"bench-reads-{uuid.uuid4().hex[:8]}") as client:
         started = time.perf_counter()
         headers = fill(visitors_per_day, tenant_pixels)
         fill_seconds = time.perf_counter() - started
@@ -226,10 +217,6 @@ def measure(
                 _check_answer(label, response)
             # Every request reads the same (caches cleared): the last one's reads stand for all.
             operations.append(Operation(label, charged_cost(query, variables), recorded[-1], seconds))
-    finally:
-        client.delete_table(TableName=table)
-        table_name, host, region = previous
-        bind_models(table_name=table_name, host=host, region=region)
     return operations, fill_seconds
 
 
