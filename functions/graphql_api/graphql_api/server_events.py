@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from starlette.types import Receive, Scope, Send
 
 from graphql_api import limits
-from graphql_api.http import send_json
+from graphql_api.http import header, send_json
 from pixel_core.observability import logger
 from pixel_core.server_events import MetaApiError, ServerRequest, accept, invalid_parameter, trace_id
 
@@ -60,13 +60,10 @@ async def handle(scope: Scope, receive: Receive, send: Send, pixel_id: int, max_
 
 
 def _request(scope: Scope, body: bytes, pixel_id: int) -> ServerRequest:
-    headers = {
-        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])
-    }
     query = _single_values(parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
     params = {**query, **_body_params(body, content_type)}
-    bearer = _BEARER.fullmatch(headers.get("authorization", "").strip())
+    bearer = _BEARER.fullmatch((header(scope, b"authorization") or "").strip())
     key = params.get("accessKey") or params.get("access_token") or (bearer.group(1) if bearer else None)
     return ServerRequest(
         pixel_id=pixel_id,
