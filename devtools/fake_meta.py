@@ -208,9 +208,10 @@ class FakeMeta(LocalServer):
         self._server, self._thread = None, None
         if server is None:
             return
-        self._stopping.set()
+        self._stopping.set()  # wakes every delayed answer
         server.shutdown()
-        server.server_close()  # block_on_close: joins the handler threads too
+        server.server_close()
+        server.join_handlers()
         if thread is not None:
             thread.join()
 
@@ -311,9 +312,31 @@ def _check_payload(body: dict[str, Any]) -> str | None:
 
 class _Server(ThreadingHTTPServer):
     fake: FakeMeta
-    daemon_threads = True  # a stuck handler never keeps the interpreter alive...
-    block_on_close = True  # ...but server_close() still joins the handlers
+    daemon_threads = True  # a stuck handler never keeps the interpreter alive
     request_queue_size = 128  # the default 5 drops bursts of parallel connects (1 s SYN retry)
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._handlers: list[threading.Thread] = []
+        self._handlers_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # As ThreadingMixIn's, but keeping the threads: server_close() joins only non-daemon ones,
+        # so it would return while a handler woken from its delay is still recording its request.
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
+        with self._handlers_lock:
+            self._handlers = [alive for alive in self._handlers if alive.is_alive()]
+            self._handlers.append(thread)
+        thread.start()
+
+    def join_handlers(self) -> None:
+        """Waits for every handler; each is bounded by its socket timeout once delays are woken."""
+        with self._handlers_lock:
+            handlers, self._handlers = self._handlers, []
+        for thread in handlers:
+            thread.join(timeout=_Handler.timeout * 2)
 
 
 class _BadBody(Exception):

@@ -165,10 +165,14 @@ def test_custom_answer_body_is_sent_as_given_with_an_fbtrace_id_added(meta: Fake
 
 
 class RecordedWaits:
-    """The fake's stop event, with each wait a delay made recorded: (seconds, woken by stop())."""
+    """The fake's stop event, with each wait a delay made recorded: (seconds, woken by stop()).
 
-    def __init__(self, event: threading.Event) -> None:
+    A handler woken takes `linger` seconds more before it records the wait, as a thread of a loaded
+    machine may: a stop() that did not wait for its handlers would return before the record."""
+
+    def __init__(self, event: threading.Event, linger: float = 0.0) -> None:
         self._event = event
+        self._linger = linger
         self.waits: list[tuple[float | None, bool]] = []
         # Set once a handler is inside a delay: a loaded machine may accept the connection only after
         # a short client timeout, so a test that needs the handler mid-delay waits for this first.
@@ -177,6 +181,7 @@ class RecordedWaits:
     def wait(self, timeout: float | None = None) -> bool:
         self.entered.set()
         woken = self._event.wait(timeout)
+        time.sleep(self._linger)
         self.waits.append((timeout, woken))
         return woken
 
@@ -224,7 +229,7 @@ def test_delayed_answer_arrives_after_the_delay_when_the_client_waits_long_enoug
 def test_stop_does_not_wait_for_a_long_delay_to_run_out(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a request held for an hour, whose client gave up (the delay's wait recorded)
     meta = FakeMeta().start()
-    waits = RecordedWaits(meta._stopping)
+    waits = RecordedWaits(meta._stopping, linger=0.3)
     monkeypatch.setattr(meta, "_stopping", waits)
     try:
         meta.script(Answer(delay_seconds=3600))
@@ -232,7 +237,7 @@ def test_stop_does_not_wait_for_a_long_delay_to_run_out(monkeypatch: pytest.Monk
             post_events(meta, [event()], timeout=0.2)
         assert waits.entered.wait(timeout=10), "the fake never started the delayed answer"
     finally:
-        # When the fake is stopped (it joins its handler threads before returning)
+        # When the fake is stopped (it joins its handler threads before returning, lingering or not)
         meta.stop()
 
     # Then stop() woke the handler out of its delay instead of waiting the hour out (a stop that
