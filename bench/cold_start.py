@@ -251,11 +251,20 @@ def median_process(runs: list[Run]) -> float:
 
 
 def stage_function(root: Path, *, bytecode: bool = True) -> list[Path]:
-    """The function and the core layer as `sam build` lays them out; returns the sys.path head."""
+    """The function and the core layer as `sam build` lays them out; returns the sys.path head.
+
+    With bytecode, as built now: the layer carries botocore slimmed as lambda_build does it (the
+    other installed packages are imported from where they are installed). Without, as SAM's own
+    build method shipped them: no bytecode and no slimming."""
     task, layer = root / "var/task", root / "opt/python"
     lambda_build.copy_function(REPO_ROOT / "functions/graphql_api", task)
     lambda_build.copy_layer_packages(REPO_ROOT / "layers/core", layer)
     if bytecode:
+        installed = Path(sysconfig.get_paths()["purelib"]) / "botocore"
+        shutil.copytree(installed, layer / "botocore", ignore=lambda_build.SKIPPED)
+        lambda_build.slim_botocore(
+            layer / "botocore", lambda_build.services_called(REPO_ROOT / "layers/core")
+        )
         lambda_build.compile_bytecode(task, lambda_build.FUNCTION_MOUNT)
         lambda_build.compile_bytecode(layer, lambda_build.LAYER_MOUNT)
     return [task, layer]
@@ -409,7 +418,7 @@ def measure(runs: int = RUNS, *, untimed_first: bool = True) -> ColdStartResult:
         built = stage_function(root / "built")
         environment = lambda_environment(root, built[0])
         unbuilt = stage_function(root / "unbuilt", bytecode=False)
-        stage_installed_without_bytecode(installed_imported_by(("app",), built, environment), unbuilt[1])
+        stage_installed_without_bytecode(installed_imported_by(("app",), unbuilt, environment), unbuilt[1])
         spec = write_first_request(root)
         _stdout, stderr = _child(("app",), built, environment, import_time=True)
         handler_imports = parse_import_times(stderr)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from devtools.fake_aws import FAKE_AWS_ENVIRONMENT
+from pixel_core import aws
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAM = REPO_ROOT / ".venv-sam" / "bin" / "sam"
@@ -313,6 +314,9 @@ def test_built_layer_contains_pixel_core_and_the_installed_runtime_dependencies(
     # Then pixel_core is complete and each dependency is installed as a package
     assert built_modules == source_modules
     assert installed == dict.fromkeys(installed, True)
+    # And botocore carries the data of the services the functions call alone (lambda_build.slim_botocore)
+    botocore_data = python_dir / "botocore" / "data"
+    assert sorted(path.name for path in botocore_data.iterdir() if path.is_dir()) == sorted(aws.SERVICES)
 
 
 @pytest.mark.sam

@@ -2,12 +2,17 @@
 time. The whole build (pip and all) is exercised by tests/e2e/test_template.py; these cover the
 copying and compiling on small folders, including the inputs that must fail the build."""
 
+import gzip
 import importlib.util
+import json
 import marshal
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import botocore
 import pytest
 
 from devtools import lambda_build
@@ -132,3 +137,153 @@ def test_another_python_version_is_refused_because_its_bytecode_would_not_load(m
     assert failure.value.code == 2
     assert "needs Python 3.12, as the runtime; this is 3.13" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- botocore's data, slimmed to the services the functions call ----------------------------------
+
+INSTALLED_BOTOCORE = Path(botocore.__file__).parent
+LAYER_SOURCE = Path(__file__).resolve().parents[2] / "layers" / "core"
+
+# In a fresh interpreter with the slimmed botocore first on sys.path: a client of each service named in
+# argv makes a call (answered in memory, after it was serialised and signed), then another service's
+# client is asked for. Prints what was sent and what the other service raised.
+_CLIENTS = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import botocore, botocore.session
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import UnknownServiceError
+
+CALLS = {"dynamodb": ("get_item", {"TableName": "t", "Key": {"pk": {"S": "p"}}}),
+         "sqs": ("get_queue_url", {"QueueName": "q"}),
+         "kms": ("describe_key", {"KeyId": "alias/k"})}
+
+class Raw:
+    def stream(self, **_):
+        yield b"{}"
+
+sent = []
+def answer(request, **_):
+    sent.append([request.headers["X-Amz-Target"].decode(), "Signature=" in request.headers["Authorization"].decode()])
+    return AWSResponse(request.url, 200, {}, Raw())
+
+session = botocore.session.get_session()
+for service in sys.argv[2].split(","):
+    client = session.create_client(service, region_name="us-east-1", aws_access_key_id="testing",
+                                   aws_secret_access_key="testing")
+    client.meta.events.register("before-send", answer)
+    operation, parameters = CALLS[service]
+    getattr(client, operation)(**parameters)
+try:
+    session.create_client("s3", region_name="us-east-1")
+    other = "made"
+except UnknownServiceError:
+    other = "UnknownServiceError"
+print(json.dumps({"botocore": botocore.__file__, "sent": sent, "other": other}))
+"""
+
+
+def documentation_texts(node: object) -> int:
+    if isinstance(node, dict):
+        own = sum(1 for key, value in node.items() if key == "documentation" and isinstance(value, str))
+        return own + sum(documentation_texts(value) for value in node.values())
+    if isinstance(node, list):
+        return sum(documentation_texts(value) for value in node)
+    return 0
+
+
+def service_model(data: Path, service: str) -> dict[str, Any]:
+    (path,) = sorted(data.glob(f"{service}/*/service-2.json*"))[-1:]
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as file:
+        return json.load(file)
+
+
+@pytest.fixture(scope="module")
+def slim_botocore(tmp_path_factory) -> Path:
+    """A copy of the installed botocore, slimmed as the layer's build slims it."""
+    copy = tmp_path_factory.mktemp("layer") / "botocore"
+    shutil.copytree(INSTALLED_BOTOCORE, copy, ignore=lambda_build.SKIPPED)
+    lambda_build.slim_botocore(copy, lambda_build.services_called(LAYER_SOURCE))
+    return copy
+
+
+def test_the_services_the_layer_keeps_are_the_ones_pixel_core_calls():
+    from pixel_core import aws
+
+    assert lambda_build.services_called(LAYER_SOURCE) == aws.SERVICES == ("dynamodb", "sqs", "kms")
+
+
+def test_a_client_of_a_service_the_layer_does_not_keep_is_refused_in_every_run_not_only_in_aws():
+    from pixel_core import aws
+
+    with pytest.raises(ValueError, match=r"'s3' is not in pixel_core\.aws\.SERVICES"):
+        aws.client("s3")
+
+
+def test_slimmed_botocore_keeps_the_services_models_whole_but_their_documentation(slim_botocore):
+    data = slim_botocore / "data"
+    installed = INSTALLED_BOTOCORE / "data"
+
+    # Only the services called are left, beside botocore's own files, and without examples
+    assert sorted(path.name for path in data.iterdir() if path.is_dir()) == ["dynamodb", "kms", "sqs"]
+    assert sorted(path.name for path in data.iterdir() if path.is_file()) == sorted(
+        path.name for path in installed.iterdir() if path.is_file()
+    )
+    assert list(data.glob("*/*/examples-1.json")) == []
+    for service in ("dynamodb", "sqs", "kms"):
+        slim, whole = service_model(data, service), service_model(installed, service)
+        # Every operation and shape is there, with the same members, minus the documentation
+        assert documentation_texts(whole) > 100
+        assert documentation_texts(slim) == 0
+        assert slim["operations"].keys() == whole["operations"].keys()
+        assert slim["shapes"].keys() == whole["shapes"].keys()
+        assert {name: shape.get("members", {}).keys() for name, shape in slim["shapes"].items()} == {
+            name: shape.get("members", {}).keys() for name, shape in whole["shapes"].items()
+        }
+        assert slim["metadata"] == {k: v for k, v in whole["metadata"].items() if k != "documentationUrl"}
+    endpoints = json.loads((data / "endpoints.json").read_text(encoding="utf-8"))
+    assert {
+        partition["partition"]: sorted(partition["services"]) for partition in endpoints["partitions"]
+    } == {
+        partition["partition"]: sorted(set(partition["services"]) & {"dynamodb", "kms", "sqs"})
+        for partition in json.loads((installed / "endpoints.json").read_text(encoding="utf-8"))["partitions"]
+    }
+    # And the layer is lighter by the rest: tens of megabytes
+    assert sum(path.stat().st_size for path in data.rglob("*") if path.is_file()) < 500_000
+
+
+def test_slimmed_botocore_makes_and_calls_each_service_client_and_knows_no_other(slim_botocore):
+    # When a fresh interpreter, with the slimmed copy first on sys.path, calls each service
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", _CLIENTS, str(slim_botocore.parent), "dynamodb,sqs,kms"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    # Then each call was serialised and signed from the slimmed models, and another service is unknown
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert Path(result["botocore"]).is_relative_to(slim_botocore)
+    assert result["sent"] == [
+        ["DynamoDB_20120810.GetItem", True],
+        ["AmazonSQS.GetQueueUrl", True],
+        ["TrentService.DescribeKey", True],
+    ]
+    assert result["other"] == "UnknownServiceError"
+
+
+def test_a_service_botocore_has_no_data_for_fails_the_build(tmp_path):
+    data = tmp_path / "botocore" / "data"
+    (data / "dynamodb").mkdir(parents=True)
+    with pytest.raises(SystemExit, match=r"botocore has no data for \['sqs'\]"):
+        lambda_build.slim_botocore(tmp_path / "botocore", ("dynamodb", "sqs"))
+    assert (data / "dynamodb").is_dir()
+
+
+def test_a_layer_source_without_services_fails_the_build(tmp_path):
+    (tmp_path / "pixel_core").mkdir()
+    (tmp_path / "pixel_core" / "aws.py").write_text("OTHER = ('dynamodb',)\n")
+    with pytest.raises(SystemExit, match="defines no SERVICES"):
+        lambda_build.services_called(tmp_path)

@@ -98,7 +98,7 @@ def test_priming_reads_what_a_first_client_reads_into_the_one_botocore_session()
 
     # Then the session every client is made from already holds each service's model and rules
     loader = aws.session().get_component("data_loader")
-    for service in warmup.SERVICES:
+    for service in aws.SERVICES:
         for model_type in warmup.CLIENT_MODEL_TYPES:
             assert loader.load_service_model(service, model_type) is loader.load_service_model(
                 service, model_type

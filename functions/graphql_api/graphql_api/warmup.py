@@ -23,8 +23,7 @@ from ariadne.graphql import parse_query, validate_query
 from graphql_api.server import graphql_app
 from pixel_core import aws, bots, queues, tokens
 
-# The AWS services a request of this function may call, and what botocore reads to make a client.
-SERVICES = ("dynamodb", "sqs", "kms")
+# What botocore reads to make a client of each of the services (pixel_core.aws.SERVICES).
 CLIENT_MODEL_TYPES = ("service-2", "endpoint-rule-set-1")
 SESSION_DATA = ("endpoints", "partitions", "sdk-default-configuration")
 
@@ -176,7 +175,7 @@ def _prime_botocore() -> None:
     loader = aws.session().get_component("data_loader")
     for name in SESSION_DATA:
         loader.load_data(name)
-    for service in SERVICES:
+    for service in aws.SERVICES:
         for model_type in CLIENT_MODEL_TYPES:
             loader.load_service_model(service, model_type)
 
