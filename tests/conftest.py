@@ -310,14 +310,13 @@ def _sqs_function(aws: ProvisionedResources, sqs: Any, template: dict[str, Any],
 @pytest.fixture
 def meta(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A local fake Meta (devtools/fake_meta.py), where the publisher sends for this test."""
-    import dataclasses
 
     from devtools.fake_meta import FakeMeta
     from pixel_core import config, publishing
 
     with FakeMeta() as fake:
         monkeypatch.setattr(
-            publishing, "settings", dataclasses.replace(config.settings, graph_api_base_url=fake.base_url)
+            publishing, "settings", config.settings._replace(graph_api_base_url=fake.base_url)
         )
         yield fake
 

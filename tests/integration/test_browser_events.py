@@ -2,7 +2,6 @@
 function's Lambda handler as API Gateway invokes it; then counted and published by the real
 functions behind their queues (moto), to a local fake Meta."""
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -227,7 +226,7 @@ def test_over_the_pixels_rate_the_events_are_dropped_as_rate_limit_counted_and_a
     shop_pixel, handler, lambda_context, queued_messages, aggregator, monkeypatch
 ):
     # Given a pixel that takes 3 browser events a minute
-    limited = dataclasses.replace(config.settings, browser_events_per_pixel_per_minute=3)
+    limited = config.settings._replace(browser_events_per_pixel_per_minute=3)
     monkeypatch.setattr(browser_events, "settings", limited)
     minute = int(time.time() // rate_limits.WINDOW_SECONDS)
     monkeypatch.setattr(browser_events, "clock", lambda: minute * 60.0 + 1)
@@ -248,7 +247,7 @@ def test_over_the_pixels_rate_the_events_are_dropped_as_rate_limit_counted_and_a
 def test_rate_limited_events_are_counted_as_dropped_and_apart(
     shop_pixel, handler, lambda_context, aggregator, monkeypatch
 ):
-    limited = dataclasses.replace(config.settings, browser_events_per_pixel_per_minute=1)
+    limited = config.settings._replace(browser_events_per_pixel_per_minute=1)
     monkeypatch.setattr(browser_events, "settings", limited)
     collect(handler, lambda_context, events_body(browser_event(event_id="a"), browser_event(event_id="b")))
     assert aggregator() == 2
@@ -259,7 +258,7 @@ def test_rate_limited_events_are_counted_as_dropped_and_apart(
 def test_with_the_rate_counter_unreachable_events_are_admitted_not_lost(
     shop_pixel, handler, lambda_context, queued_messages, inject, monkeypatch
 ):
-    limited = dataclasses.replace(config.settings, browser_events_per_pixel_per_minute=1)
+    limited = config.settings._replace(browser_events_per_pixel_per_minute=1)
     monkeypatch.setattr(browser_events, "settings", limited)
     inject(dynamodb_client(), "UpdateItem", unreachable)
     status, _, _ = collect(
@@ -270,7 +269,7 @@ def test_with_the_rate_counter_unreachable_events_are_admitted_not_lost(
 
 
 def test_no_limit_writes_no_rate_counter(shop_pixel, handler, lambda_context, queued_messages, monkeypatch):
-    unlimited = dataclasses.replace(config.settings, browser_events_per_pixel_per_minute=0)
+    unlimited = config.settings._replace(browser_events_per_pixel_per_minute=0)
     monkeypatch.setattr(browser_events, "settings", unlimited)
     collect(handler, lambda_context, events_body(*[browser_event(event_id=str(i)) for i in range(20)]))
     assert len(queued_messages()) == 20

@@ -4,7 +4,6 @@ Both apps are built in this one process with `create_asgi_app` and driven as Lam
 Mangum and API Gateway HTTP API events.
 """
 
-import dataclasses
 import json
 from typing import Any
 
@@ -17,8 +16,8 @@ from pixel_core.config import settings
 from tests.support.documents import SEED_QUERY, SETUP, SETUP_VARIABLES
 from tests.support.lambda_app import LambdaApp, sample_tenant_app
 
-PRODUCTION = dataclasses.replace(settings, stage="prod")
-DEVELOPMENT = dataclasses.replace(settings, stage="dev")
+PRODUCTION = settings._replace(stage="prod")
+DEVELOPMENT = settings._replace(stage="dev")
 SECRET_DETAIL = "database on fire at 10.0.0.7"
 
 

@@ -5,7 +5,6 @@ every resolver of the schema records what ran.
 """
 
 import base64
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from tests.support.lambda_app import LambdaApp, sample_tenant_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The limits as deployed by default (tests/conftest.py sets no MAX_* variable).
-DEFAULTS = dataclasses.replace(settings, stage="dev")
+DEFAULTS = settings._replace(stage="dev")
 
 FILTER_UPDATE = (
     "mutation Filter($tenantId: ID!, $input: UpdateEventFilterInput!) { tenantMutations(tenantId: $tenantId) "
@@ -129,7 +128,7 @@ def test_the_resolver_spy_records_a_request_within_the_limits(post, resolver_cal
 
 
 def test_a_query_deeper_than_the_limit_is_rejected_before_any_resolver_runs(lambda_context, resolver_calls):
-    post = lambda_app(dataclasses.replace(DEFAULTS, max_query_depth=4), lambda_context)
+    post = lambda_app(DEFAULTS._replace(max_query_depth=4), lambda_context)
     error = only_error(*post(SETUP, SETUP_VARIABLES))
     assert (
         error["message"] == "Operation 'AddNewPixelModalMutation' is nested 5 levels deep; the maximum is 4."
@@ -150,14 +149,14 @@ def test_a_query_deeper_than_the_limit_is_rejected_before_any_resolver_runs(lamb
     ids=["named-fragments", "inline-fragments"],
 )
 def test_depth_counts_through_fragments_and_inline_fragments(lambda_context, resolver_calls, query):
-    post = lambda_app(dataclasses.replace(DEFAULTS, max_query_depth=4), lambda_context)
+    post = lambda_app(DEFAULTS._replace(max_query_depth=4), lambda_context)
     error = only_error(*post(query))
     assert error["message"] == "Operation 'Deep' is nested 5 levels deep; the maximum is 4."
     assert resolver_calls == []
 
 
 def test_a_query_exactly_at_the_depth_limit_reaches_the_resolvers(lambda_context, resolver_calls):
-    post = lambda_app(dataclasses.replace(DEFAULTS, max_query_depth=5), lambda_context)
+    post = lambda_app(DEFAULTS._replace(max_query_depth=5), lambda_context)
     _status, body = post(SETUP, SETUP_VARIABLES)
     # No credentials: the first resolver answers 401, which shows the limits let it through.
     assert [error["extensions"]["code"] for error in body["errors"]] == [401]
@@ -355,7 +354,7 @@ def test_the_cost_is_checked_per_request_without_poisoning_or_growing_the_valida
 def test_a_thousand_aliases_are_rejected_before_any_resolver_runs(lambda_context, resolver_calls):
     query = "{ " + " ".join(f"a{n}: version" for n in range(1000)) + " }"
     # Tokens raised, so that it is the alias rule that answers (by default the token limit does).
-    post = lambda_app(dataclasses.replace(DEFAULTS, max_query_tokens=10_000), lambda_context)
+    post = lambda_app(DEFAULTS._replace(max_query_tokens=10_000), lambda_context)
     error = only_error(*post(query))
     assert error["message"] == "The document has 1000 aliases; the maximum is 20."
     assert error["locations"] == [
@@ -387,7 +386,7 @@ def test_a_hundred_thousand_tokens_are_rejected_by_the_parser_before_any_resolve
 ):
     query = "{ " + "version " * 99_998 + "}"
     # Body limit raised, so that it is the token limit that answers (by default the body limit does).
-    post = lambda_app(dataclasses.replace(DEFAULTS, max_body_bytes=2 * 1024 * 1024), lambda_context)
+    post = lambda_app(DEFAULTS._replace(max_body_bytes=2 * 1024 * 1024), lambda_context)
     error = only_error(*post(query))
     assert error["message"] == "Syntax Error: Document contains more than 2000 tokens. Parsing aborted."
     assert resolver_calls == []

@@ -4,7 +4,9 @@ fills what a first request would otherwise read and makes nothing one restored c
 renewing gives each copy random state and clients of its own.
 """
 
+import json
 import random
+import subprocess
 import sys
 import types
 from collections.abc import Callable
@@ -180,3 +182,42 @@ def test_renewing_drops_clients_made_before_the_snapshot_with_their_pools_and_cr
     # Then its first request makes clients of its own
     assert queues.sqs_client() is not before[0]
     assert tokens.kms_client() is not before[1]
+
+
+# In a fresh interpreter: what the handler's import loaded of the route modules, then what a first
+# request to each route and the before-snapshot hook loaded.
+_ROUTE_MODULES_LOADED = r"""
+import asyncio, json, sys
+import app
+from graphql_api import warmup
+loaded = lambda: [name for name in warmup.ROUTE_MODULES if name in sys.modules]
+seen = {"init": loaded()}
+
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+async def send(message):
+    pass
+
+scope = {"type": "http", "method": "GET", "path": "/px.js", "headers": []}
+asyncio.run(app.asgi_app(scope, receive, send))
+seen["first /px.js"] = loaded()
+warmup.prime()
+seen["prime"] = loaded()
+print(json.dumps(seen))
+"""
+
+
+def test_a_cold_start_loads_the_browser_and_server_events_handlers_on_their_routes_first_requests_and_priming_loads_them_all() -> (
+    None
+):
+    completed = subprocess.run(
+        [sys.executable, "-c", _ROUTE_MODULES_LOADED], capture_output=True, text=True, check=False
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout.splitlines()[-1]) == {
+        "init": [],
+        "first /px.js": ["graphql_api.browser"],
+        "prime": ["graphql_api.browser", "graphql_api.server_events"],
+    }

@@ -5,7 +5,6 @@ a wrong tenant or pixel fails inside KMS (checked below against the raw client),
 """
 
 import base64
-import dataclasses
 import logging
 from typing import Any
 
@@ -337,7 +336,7 @@ def test_without_a_configured_key_encrypt_raises_and_decrypt_raises_token_decryp
 ) -> None:
     # Given a stored ciphertext, then a container without TOKEN_KMS_KEY_ID
     ciphertext = encrypt_access_token(TOKEN, tenant_id=TENANT, pixel_id=PIXEL)
-    monkeypatch.setattr(tokens, "settings", dataclasses.replace(settings, token_key_id=""))
+    monkeypatch.setattr(tokens, "settings", settings._replace(token_key_id=""))
 
     # When it encrypts or decrypts, Then it says what is missing
     with pytest.raises(RuntimeError, match="TOKEN_KMS_KEY_ID is not configured"):

@@ -8,7 +8,6 @@ body gets a 400, which says what is wrong and nothing about the pixel.
 
 import functools
 import hashlib
-import re
 from pathlib import Path
 
 from starlette.types import Receive, Scope, Send
@@ -24,19 +23,11 @@ from pixel_core.browser_events import (
 from pixel_core.intake import Client
 from pixel_core.observability import logger
 
-SNIPPET_PATH = "/px.js"
 SNIPPET_FILE = Path(__file__).parent / "px.js"  # a link to web/px.js, resolved by the build
 # A day fresh, then a week served stale while it revalidates with the ETag: a new snippet
 # reaches every page within a day without a version in its URL (the one tag never changes).
 SNIPPET_CACHE_CONTROL = b"public, max-age=86400, stale-while-revalidate=604800"
-_COLLECTION_PATH = re.compile(r"/px/(\d{1,20})/?")
 _ANY_ORIGIN: Header = (b"access-control-allow-origin", b"*")
-
-
-def pixel_of(path: str) -> int | None:
-    """The pixel id of a collection path, or None for any other path."""
-    found = _COLLECTION_PATH.fullmatch(path)
-    return int(found.group(1)) if found else None
 
 
 @functools.cache

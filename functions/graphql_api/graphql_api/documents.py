@@ -11,8 +11,7 @@ would otherwise add an entry per request.
 
 import threading
 from collections.abc import Collection
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cachetools import LRUCache
 from graphql import (
@@ -34,10 +33,11 @@ DEFAULT_MAX_TOKENS = 2000
 type Rules = tuple[type[ASTValidationRule], ...]
 
 
-@dataclass
-class _Entry:
+class _Entry(NamedTuple):
+    """A parsed query, and the errors each set of cached rules found in it."""
+
     document: DocumentNode
-    errors: dict[Rules, list[GraphQLError]] = field(default_factory=dict)
+    errors: dict[Rules, list[GraphQLError]]
 
 
 class _Documents(LRUCache[str, _Entry]):
@@ -48,7 +48,7 @@ class _Documents(LRUCache[str, _Entry]):
         self.by_document: dict[int, _Entry] = {}
 
     def remember(self, query: str, document: DocumentNode) -> None:
-        entry = _Entry(document)
+        entry = _Entry(document, errors={})
         self[query] = entry
         self.by_document[id(document)] = entry
 

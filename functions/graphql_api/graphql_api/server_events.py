@@ -22,21 +22,11 @@ from graphql_api.http import header, send_json
 from pixel_core.observability import logger
 from pixel_core.server_events import MetaApiError, ServerRequest, accept, invalid_parameter, trace_id
 
-_PATHS = (re.compile(r"/capi/(\d{1,20})/events/?"), re.compile(r"/v\d{1,3}\.\d{1,2}/(\d{1,20})/events/?"))
 _BEARER = re.compile(r"Bearer\s+(\S+)", re.IGNORECASE)
 # Meta's answer when something failed on its side: code 2, transient, to be retried.
 _UNEXPECTED = MetaApiError(
     500, 2, "An unexpected error has occurred. Please retry your request later.", transient=True
 )
-
-
-def pixel_of(path: str) -> int | None:
-    """The pixel id of a server-events path, or None for any other path."""
-    for pattern in _PATHS:
-        found = pattern.fullmatch(path)
-        if found:
-            return int(found.group(1))
-    return None
 
 
 async def handle(scope: Scope, receive: Receive, send: Send, pixel_id: int, max_body_bytes: int) -> None:

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cachetools import TTLCache, cached
 from pynamodb.expressions.update import Action
@@ -27,8 +27,7 @@ MAX_SECRET_LENGTH = 256
 _UNKNOWN_APP_DIGEST = hashlib.sha256(b"no such app").hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
+class Principal(NamedTuple):
     app_id: str
     tenant_ids: frozenset[str]
 
@@ -36,8 +35,7 @@ class Principal:
         return tenant_id in self.tenant_ids
 
 
-@dataclass(frozen=True, slots=True)
-class NewCredentials:
+class NewCredentials(NamedTuple):
     app_id: str
     app_secret: str
     tenant_ids: frozenset[str]

@@ -13,7 +13,7 @@ the events is never answered (the outcome goes to the metrics and the access log
 
 import json
 import time
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from pixel_core.config import settings
@@ -37,8 +37,7 @@ class InvalidBrowserRequest(ValueError):
     """A body that no pixel could take (answered 400, whatever the pixel)."""
 
 
-@dataclass(frozen=True, slots=True)
-class BrowserRequest:
+class BrowserRequest(NamedTuple):
     pixel_id: int
     body: bytes
     origin: str | None  # the request's Origin header
@@ -66,7 +65,7 @@ def collect(request: BrowserRequest) -> str:
         admitted(pixel.number, len(taking), settings.browser_events_per_pixel_per_minute, now) :
     ]
     for index in over_limit:
-        events[index] = replace(events[index], dropped=reason_text(RATE_LIMIT_REASON))
+        events[index] = events[index]._replace(dropped=reason_text(RATE_LIMIT_REASON))
     enqueue_all(events, settings.events_queue_url)
     count("EventsAccepted", sum(1 for event in events if event.dropped is None))
     count("EventsDropped", sum(1 for event in events if event.dropped is not None))

@@ -15,7 +15,7 @@ The request message, version 1: `{"v": 1, "pixel_id": "<digits>"}`.
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pynamodb.exceptions import DeleteError
 
@@ -39,8 +39,7 @@ class InvalidCleanupRequest(ValueError):
     """A message the clean-up cannot read."""
 
 
-@dataclass(frozen=True, slots=True)
-class CleanupRequest:
+class CleanupRequest(NamedTuple):
     pixel_id: int
 
     def to_message(self) -> str:
@@ -71,24 +70,23 @@ def request_cleanup(pixel_id: int) -> None:
     )
 
 
-@dataclass
-class CleanupOutcome:
+class CleanupOutcome(NamedTuple):
+    """What one run of the clean-up did: items deleted, and whether the partition is empty."""
+
     deleted: int = 0
     done: bool = False
 
 
 def clean_up(request: CleanupRequest, *, time_left: Callable[[], bool]) -> CleanupOutcome:
     """Deletes the deleted pixel's items while `time_left()`; `done` once the partition is empty."""
-    outcome = CleanupOutcome()
     deletion_key = PixelDeletionItem.key(request.pixel_id)
     if find(PixelDeletionItem, deletion_key, consistent=True) is None:
-        outcome.done = True  # finished before (a redelivered request), or the deletion never happened
-        return outcome
+        return CleanupOutcome(done=True)  # finished before (a redelivered request), or never deleted
     if find(PixelItem, PixelItem.key(request.pixel_id), consistent=True) is not None:
         # Cannot happen while the deletion item exists (set-up refuses): never delete a live pixel.
         logger.error("Clean-up refused: the pixel exists", extra={"pixel_id": request.pixel_id})
-        outcome.done = True
-        return outcome
+        return CleanupOutcome(done=True)
+    deleted = 0
     while time_left():
         page = list(
             TableItem.query(
@@ -105,10 +103,9 @@ def clean_up(request: CleanupRequest, *, time_left: Callable[[], bool]) -> Clean
             except DeleteError as error:
                 if not is_condition_failure(error):
                     raise  # else a concurrent clean-up of the same pixel finished first
-            outcome.done = True
-            return outcome
+            return CleanupOutcome(deleted, done=True)
         with TableItem.batch_write() as batch:
             for item in rest:
                 batch.delete(item)
-        outcome.deleted += len(rest)
-    return outcome
+        deleted += len(rest)
+    return CleanupOutcome(deleted)

@@ -5,13 +5,12 @@ Every other module imports `settings` from here instead of reading os.environ it
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PRODUCTION_STAGE = "prod"
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(NamedTuple):
     stage: str
     region: str
     table_name: str

@@ -29,9 +29,8 @@ Format version 1, one JSON object per SQS message (a sample is events/sqs_pixel_
 
 import json
 import re
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 from urllib.parse import urlsplit
 
 from pixel_core.strict_json import is_strict_json
@@ -105,8 +104,7 @@ class InvalidEventMessage(ValueError):
     """A message the aggregator cannot count: it goes back to the queue and on to the DLQ."""
 
 
-@dataclass(frozen=True, slots=True)
-class PixelEvent:
+class PixelEvent(NamedTuple):
     event_id: str
     event_name: str
     pixel_id: int
@@ -163,13 +161,13 @@ class PixelEvent:
         return {key for key, value in self.meta_user_data().items() if value not in (None, "", [])}
 
     def to_message(self) -> str:
-        body = asdict(self)
+        body = self._asdict()
         body["pixel_id"] = str(self.pixel_id)
         return json.dumps({"v": FORMAT_VERSION, **body}, separators=(",", ":"), allow_nan=False)
 
     def checked(self) -> "PixelEvent":
         """This event as the consumers will read it, or InvalidEventMessage naming the field at fault."""
-        if not is_strict_json(asdict(self)):
+        if not is_strict_json(self._asdict()):
             raise InvalidEventMessage("not strict JSON: NaN, Infinity or a lone surrogate")
         return self.from_message(self.to_message())
 

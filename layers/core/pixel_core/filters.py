@@ -7,8 +7,7 @@ GetItem each, cached briefly) instead of querying for them.
 
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.exceptions import UpdateError
 
@@ -27,8 +26,7 @@ MAX_FILTERS_PER_ITEM = 500  # keeps a pixel or tenant item far below DynamoDB's 
 _MAP_UPDATE_ATTEMPTS = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Filter:
+class Filter(NamedTuple):
     kind: str  # "event" | "domain"
     subject: str  # the event name or the domain
     pixel_id: int | None  # None: the tenant's global filter

@@ -6,7 +6,7 @@ SHA-256 of the same string is what Meta's Conversions API takes as `user_data.em
 
 import hashlib
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pixel_core.errors import BadRequest
 from pixel_core.events import MD5
@@ -16,8 +16,7 @@ MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
 
 
-@dataclass(frozen=True, slots=True)
-class VisitorIdentity:
+class VisitorIdentity(NamedTuple):
     md5: str
     email_sha256: str | None  # only when the e-mail itself was given
 

@@ -12,8 +12,7 @@ unpublishable.
 
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from pixel_core.auth import Principal
@@ -48,14 +47,12 @@ MAX_EVENT_AGE_SECONDS = 90 * 86_400  # older events are refused; Meta takes only
 MAX_CLOCK_SKEW_SECONDS = 3_600
 
 
-@dataclass(frozen=True, slots=True)
-class Client:
+class Client(NamedTuple):
     ip: str | None = None
     user_agent: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TrackRequest:
+class TrackRequest(NamedTuple):
     pixel_id: int
     event_name: str
     domain: str | None = None
@@ -68,8 +65,7 @@ class TrackRequest:
     user_data: object = None  # Meta's user_data keys, as the caller sent them (see `_user_data`)
 
 
-@dataclass(frozen=True, slots=True)
-class IntakeResult:
+class IntakeResult(NamedTuple):
     event: PixelEvent
     message: str
 

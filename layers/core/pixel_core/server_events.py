@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from pixel_core import access_keys
@@ -118,8 +118,7 @@ def trace_id() -> str:
     return secrets.token_urlsafe(8)
 
 
-@dataclass(frozen=True, slots=True)
-class ServerRequest:
+class ServerRequest(NamedTuple):
     pixel_id: int
     access_key: str | None
     data: object  # the events, as parsed from the body (validated by `accept`)
@@ -170,8 +169,7 @@ def _test_event_code(value: object) -> str | None:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedEvent:
+class CheckedEvent(NamedTuple):
     """One event, valid by Meta's rules, its user_data already hashed."""
 
     event_name: str

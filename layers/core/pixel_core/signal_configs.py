@@ -2,8 +2,7 @@
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.exceptions import UpdateError
 
@@ -43,8 +42,7 @@ def tenant_pixel(tenant_id: str, pixel_id: int) -> PixelItem:
     return pixel
 
 
-@dataclass(frozen=True, slots=True)
-class Connection:
+class Connection(NamedTuple):
     pixel_id: int
     business_id: str
     access_token: str

@@ -1,8 +1,7 @@
 """Reading the aggregator's counters: a pixel's totals, and per-day stats over a range of UTC days."""
 
-from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pixel_core.auth import Principal
 from pixel_core.clock import iso_from_unix
@@ -34,8 +33,7 @@ MAX_DAY_DOMAINS_READ = 10_000
 MATCH_KEY_DAYS = 7  # connectionStatus.matchKeys: today (UTC) and the 6 days before
 
 
-@dataclass(frozen=True, slots=True)
-class DayRange:
+class DayRange(NamedTuple):
     start: date
     end: date
 

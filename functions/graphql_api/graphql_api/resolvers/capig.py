@@ -2,8 +2,7 @@
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ariadne import MutationType, ObjectType, QueryType
 from graphql import GraphQLError, GraphQLResolveInfo
@@ -23,15 +22,14 @@ tenant_queries = ObjectType("TenantQueries")
 account = ObjectType("Account")
 
 
-@dataclass(frozen=True, slots=True)
-class TenantCall:
+class TenantCall(NamedTuple):
     """What nested CAPIG fields resolve against: who calls, for which tenant; and what the request
     already read of the tenant, so that its fields (signalConfigs, eventFilters, domainFilters) read
     the tenant and its pixels once between them, not once each."""
 
     principal: Principal
     tenant_id: str
-    read: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    read: dict[str, Any]
 
 
 def capig_errors[**P, R](resolver: Callable[P, R]) -> Callable[P, R]:
@@ -58,7 +56,7 @@ def capig_errors[**P, R](resolver: Callable[P, R]) -> Callable[P, R]:
 @capig_errors
 def resolve_tenant(_root: Any, info: GraphQLResolveInfo[Any], tenant_id: str) -> TenantCall:
     principal = principal_of(info, None)
-    return TenantCall(principal, signal_configs.tenant_scope(principal, tenant_id))
+    return TenantCall(principal, signal_configs.tenant_scope(principal, tenant_id), read={})
 
 
 @tenant_mutations.field("signalMutations")

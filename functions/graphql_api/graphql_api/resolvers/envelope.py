@@ -6,8 +6,7 @@ show; anything unexpected is logged and answered 500 without internals.
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphql import GraphQLResolveInfo
 
@@ -18,9 +17,10 @@ from pixel_core.observability import count, logger
 type Envelope = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    data: dict[str, Any] = field(default_factory=dict)
+class Answer(NamedTuple):
+    """What a HeroPixel operation succeeded with: the envelope's data and message (its code is 200)."""
+
+    data: dict[str, Any]
     message: str = "Success"
 
 
