@@ -29,6 +29,7 @@ Imports are timed inside the child, around the import statements; the whole proc
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -49,7 +50,7 @@ from devtools.fake_aws import FAKE_AWS_ENVIRONMENT
 from tests.support.documents import SEED_PAGEVIEW
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RUNS = 7
+RUNS = 16  # eight pairs of rounds, one in each order (`paired_ratio`)
 TOP_MODULES = 10
 # Targets (issue 16), on medians measured in the same run: init at most 10 % above the floor, init
 # and the first request at most 35 % above it.
@@ -236,10 +237,16 @@ def third_party_imports(entries: list[ImportTime]) -> tuple[str, ...]:
 
 
 def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
-    """The median of the rounds' ratios: a round runs every child back to back, so a burst of load
-    on this shared machine falls on both sides of a ratio, where medians taken apart mix quiet
-    rounds with busy ones."""
-    return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
+    """The median, over pairs of rounds, of each pair's geometric mean ratio.
+
+    The two sides of a verdict run back to back, so a burst of load on this shared machine falls on
+    both, where medians taken apart mix quiet rounds with busy ones. And they swap places every
+    round (`measure`), since the first child of a round runs slower here (by 20-25 % in a run of
+    12 rounds: the handler first gave a median 1.23x the floor, the floor first 0.97x): a pair of
+    rounds, one in each order, cancels that. A lone last round counts as it is."""
+    ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
+    pairs = [math.sqrt(ratios[index] * ratios[index + 1]) for index in range(0, len(ratios) - 1, 2)]
+    return statistics.median(pairs + ratios[len(pairs) * 2 :])
 
 
 def median_import(runs: list[Run]) -> float:
@@ -425,9 +432,10 @@ def measure(runs: int = RUNS, *, untimed_first: bool = True) -> ColdStartResult:
         floor_modules = third_party_imports(handler_imports)
         # label: (modules, sys.path head, child mode); RESTORED is kept apart from `runs`.
         children: dict[str, tuple[tuple[str, ...], list[Path], str]] = {
+            # The two sides of the verdicts first, run back to back (the loop below).
             HANDLER: (("app",), built, "first-request"),
-            HANDLER_WITHOUT_BYTECODE: (("app",), unbuilt, "import"),
             THIRD_PARTY: (floor_modules, built, "import"),
+            HANDLER_WITHOUT_BYTECODE: (("app",), unbuilt, "import"),
             BOTO3: (("boto3",), built, "import"),
             RESTORED: (("app",), built, "restored"),
         }
@@ -435,8 +443,14 @@ def measure(runs: int = RUNS, *, untimed_first: bool = True) -> ColdStartResult:
         for modules, path_head, mode in children.values() if untimed_first else ():
             timed_import(modules, path_head, environment, mode=mode, spec=spec)
         timed: dict[str, list[Run]] = {label: [] for label in children}
-        for _ in range(runs):  # alternating, so the machine's load falls on all alike
-            for label, (modules, path_head, mode) in children.items():
+        for round_number in range(runs):  # alternating, so the machine's load falls on all alike
+            # The handler and the floor back to back, each first every other round: this machine's
+            # bursts of load last about as long as a child, so a ratio of neighbours is the steadier.
+            order = list(children)
+            if round_number % 2:
+                order[0], order[1] = order[1], order[0]
+            for label in order:
+                modules, path_head, mode = children[label]
                 timed[label].append(timed_import(modules, path_head, environment, mode=mode, spec=spec))
     restored = timed.pop(RESTORED)
     return ColdStartResult(timed, handler_imports, restored, floor_modules)
@@ -508,8 +522,9 @@ def figure(result: ColdStartResult) -> Figure:
         f"target (b) / (c): {_verdict(result.first_request_ratio, TARGET_FIRST_REQUEST_RATIO)}; "
         f"(b) restored / (c): {result.restored_ratio:.2f}x (no target: an estimate of a restored copy's "
         "first request, Lambda's restore of the snapshot itself not included). The verdicts are on the "
-        "median of the rounds' own ratios (each round runs every row back to back); the column vs (c) "
-        "divides medians taken apart. On the fastest runs: (a) / (c) {:.2f}x, (b) / (c) {:.2f}x.".format(
+        "median over pairs of rounds of their ratios' geometric mean (the handler and the floor run back "
+        "to back, each first in one round of a pair: the first child of a round runs slower here); the "
+        "column vs (c) divides medians taken apart. On the fastest runs: (a) / (c) {:.2f}x, (b) / (c) {:.2f}x.".format(
             *result.fastest_ratios
         ),
         f"(a) {HANDLER}: `import app` of the function and the core layer staged by devtools/lambda_build.py "

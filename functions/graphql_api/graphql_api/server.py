@@ -56,7 +56,8 @@ def executable_schema(type_defs: str, bindables: list[SchemaBindable]) -> GraphQ
     not change between cold starts, so tests/unit/test_executable_schema.py runs graphql-core's SDL
     validation on them once, and proves this schema the same as Ariadne's, instead of every cold
     start running it (a third of the schema's build). The built schema is still validated whole."""
-    schema = build_ast_schema(parse(type_defs), assume_valid_sdl=True)
+    # No source locations either: they only point into the SDL, which the tests have checked.
+    schema = build_ast_schema(parse(type_defs, no_location=True), assume_valid_sdl=True)
     for bindable in bindables:
         bindable.bind_to_schema(schema)
     convert_schema_names(schema, python_name)
