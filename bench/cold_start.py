@@ -4,8 +4,9 @@ The handler module (functions/graphql_api/app.py) is imported the way Lambda's r
 from a copy of the function's folder (/var/task) with a copy of the core layer (/opt/python) ahead
 of the installed packages on sys.path, in the environment the template gives the function. The
 copies are staged by devtools/lambda_build.py, which `sam build` runs: the project's modules carry
-bytecode compiled ahead of time (unchecked-hash), the installed packages their pip-compiled caches,
-as the built layer does. Each row is a fresh interpreter, the rows alternating:
+bytecode compiled ahead of time (unchecked-hash), and the layer a copy of botocore slimmed as the
+build slims it (lambda_build.slim_botocore: the data of DynamoDB, SQS and KMS alone, no docs); the
+other installed packages are imported where they are, with their pip-compiled caches. Each row is a fresh interpreter, the rows alternating:
 
 - (a) the handler as built: import and init (the schema, the app, Mangum); then, in the same
   process, (b) = (a) + the first request: the seed `pageview` (tests/support/documents.py, with
@@ -529,13 +530,16 @@ def figure(result: ColdStartResult) -> Figure:
         ),
         f"(a) {HANDLER}: `import app` of the function and the core layer staged by devtools/lambda_build.py "
         "(as `sam build` does: /var/task and /opt/python first on sys.path, our modules with bytecode "
-        "compiled ahead of time), installed packages with their pip-compiled caches, in the template's "
+        "compiled ahead of time, botocore slimmed as the build slims it), the other installed packages with "
+        "their pip-compiled caches, in the template's "
         "environment (STAGE=prod, TABLE_NAME, EVENTS_QUEUE_URL, TOKEN_KMS_KEY_ID, Powertools) with fake "
         "credentials: it builds the executable schema, the app and Mangum, as Lambda's init phase does.",
         "(b): then, in the same interpreter, the seed pageview (credentials inline, a browser's user agent, "
         "a domain of the pixel) through app.handler, AWS answered by bench/in_memory_aws.py at botocore's "
         "HTTP layer: 3 GetItem (app, pixel, tenant) and 1 SendMessage, each serialised, signed and parsed; "
-        "the botocore clients, their service models and endpoints are made by this request, as in Lambda.",
+        "the botocore clients, their service models and endpoints are made by this request, as in Lambda. "
+        "The browser and server-events handlers are not imported: a cold start loads them on their routes' "
+        "first request (graphql_api/routes.py).",
         "(b) restored: init, then the before-snapshot hooks graphql_api/warmup.py registers (botocore's "
         "service models and endpoint data, the seed documents parsed and validated, the bot patterns "
         "compiled), then timed: the after-restore hooks (new random state; no client or credentials "
