@@ -6,7 +6,8 @@ of the installed packages on sys.path, in the environment the template gives the
 copies are staged by devtools/lambda_build.py, which `sam build` runs: the project's modules carry
 bytecode compiled ahead of time (unchecked-hash), and the layer a copy of botocore slimmed as the
 build slims it (lambda_build.slim_botocore: the data of DynamoDB, SQS and KMS alone, no docs); the
-other installed packages are imported where they are, with their pip-compiled caches. Each row is a fresh interpreter, the rows alternating:
+other installed packages are imported where they are, with their pip-compiled caches. Each row is a
+fresh interpreter, the rows alternating:
 
 - (a) the handler as built: import and init (the schema, the app, Mangum); then, in the same
   process, (b) = (a) + the first request: the seed `pageview` (tests/support/documents.py, with

@@ -189,8 +189,8 @@ def test_renewing_drops_clients_made_before_the_snapshot_with_their_pools_and_cr
 _ROUTE_MODULES_LOADED = r"""
 import asyncio, json, sys
 import app
-from graphql_api import warmup
-loaded = lambda: [name for name in warmup.ROUTE_MODULES if name in sys.modules]
+from graphql_api import routes, warmup
+loaded = lambda: [name for name in routes.HANDLER_MODULES if name in sys.modules]
 seen = {"init": loaded()}
 
 async def receive():

@@ -8,6 +8,9 @@ docs/operations.md, "Cold start and SnapStart").
 
 import re
 
+# The modules server.py imports on their route's first request; SnapStart's before-snapshot hook
+# (graphql_api/warmup.py) imports them all.
+HANDLER_MODULES = ("graphql_api.browser", "graphql_api.server_events")
 SNIPPET_PATH = "/px.js"
 _COLLECTION_PATH = re.compile(r"/px/(\d{1,20})/?")
 # The gateway's own path, and the Graph API's (an SDK changes only its base URL).

@@ -20,6 +20,7 @@ from typing import Any
 
 from ariadne.graphql import parse_query, validate_query
 
+from graphql_api import routes
 from graphql_api.server import graphql_app
 from pixel_core import aws, bots, queues, tokens
 
@@ -137,14 +138,12 @@ tenantMutations(tenantId: $tenantId) {
 BROWSER_USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 )
-# The handler modules that a cold start imports on their routes' first request (graphql_api/routes.py).
-ROUTE_MODULES = ("graphql_api.browser", "graphql_api.server_events")
 SNAPSHOT_HOOKS_MODULE = "snapshot_restore_py"  # part of Lambda's Python 3.12+ runtimes; absent locally
 
 
 def prime() -> None:
     """Before the snapshot: everything a first request would otherwise read or build."""
-    for module in ROUTE_MODULES:
+    for module in routes.HANDLER_MODULES:
         importlib.import_module(module)
     _prime_botocore()
     _prime_documents()
