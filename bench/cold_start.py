@@ -262,8 +262,8 @@ def median_process(runs: list[Run]) -> float:
 def stage_function(root: Path, *, bytecode: bool = True) -> list[Path]:
     """The function and the core layer as `sam build` lays them out; returns the sys.path head.
 
-    With bytecode, as built now: the layer carries botocore slimmed as lambda_build does it (the
-    other installed packages are imported from where they are installed). Without, as SAM's own
+    With bytecode, as built now: the schema's SDL parsed by the build, the layer's botocore slimmed
+    as lambda_build does it (the other installed packages are imported from where they are installed). Without, as SAM's own
     build method shipped them: no bytecode and no slimming."""
     task, layer = root / "var/task", root / "opt/python"
     lambda_build.copy_function(REPO_ROOT / "functions/graphql_api", task)
@@ -274,6 +274,7 @@ def stage_function(root: Path, *, bytecode: bool = True) -> list[Path]:
         lambda_build.slim_botocore(
             layer / "botocore", lambda_build.services_called(REPO_ROOT / "layers/core")
         )
+        lambda_build.parse_graphql_schema(task)
         lambda_build.compile_bytecode(task, lambda_build.FUNCTION_MOUNT)
         lambda_build.compile_bytecode(layer, lambda_build.LAYER_MOUNT)
     return [task, layer]

@@ -13,6 +13,9 @@ its 400-odd services' models are 28 MB of the layer, and making the first client
 their folders and decodes the 1.2 MB endpoints.json; with the docs left out of the models too, the
 first pageview's two clients read 40 KB instead of 1.4 MB (docs/operations.md, "Cold start").
 
+The GraphQL function's schema is parsed here too (`parse_graphql_schema`): graphql-core's parser is
+pure Python, and parsing the SDL was a fifth of the function's own init.
+
 Standard library only: `make` runs it with the project's .venv when there is one, else with a bare
 python3.13.
 
@@ -24,6 +27,7 @@ import argparse
 import ast
 import compileall
 import gzip
+import importlib.util
 import json
 import py_compile
 import shutil
@@ -41,6 +45,8 @@ FUNCTION_MOUNT = "/var/task"
 PLATFORM = "manylinux2014_aarch64"
 # Where the layer's source names the AWS services the functions call (pixel_core.aws.SERVICES).
 SERVICES_MODULE = "pixel_core/aws.py"
+# The GraphQL function's module that parses its schema's SDL for it (graphql_api/sdl.py).
+SCHEMA_PARSER = "graphql_api/sdl.py"
 DOCUMENTATION_KEYS = frozenset({"documentation", "documentationUrl"})
 SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "requirements.txt", "tests")
 
@@ -153,8 +159,23 @@ def copy_function(source: Path, artifacts: Path) -> None:
     shutil.copytree(source, artifacts, ignore=SKIPPED, symlinks=False, dirs_exist_ok=True)
 
 
+def parse_graphql_schema(artifacts: Path) -> None:
+    """For a function with a GraphQL schema, its SDL parsed here once instead of at every cold start
+    (graphql_api/sdl.py says how the function checks it is still the parse of its SDL). That takes
+    graphql-core, which a bare python3.13 lacks: then the function parses it at run time, as it
+    does from the sources."""
+    if not (artifacts / SCHEMA_PARSER).is_file():
+        return
+    if importlib.util.find_spec("graphql") is None:
+        print(f"lambda_build: no graphql-core for {sys.executable}; the schema is parsed at run time")
+        return
+    module = SCHEMA_PARSER.removesuffix(".py").replace("/", ".")
+    subprocess.run([sys.executable, "-m", module], cwd=artifacts, check=True)  # our own module
+
+
 def build_function(source: Path, artifacts: Path) -> None:
     copy_function(source, artifacts)
+    parse_graphql_schema(artifacts)
     compile_bytecode(artifacts, FUNCTION_MOUNT)
 
 

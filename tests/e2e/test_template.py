@@ -395,6 +395,26 @@ def test_built_function_imports_from_its_bytecode_without_compiling_anything(
     assert any("/layer/graphql/" in path for path in built), built
 
 
+_PARSED_BY_BUILD = (
+    "import sys; sys.path[:0] = sys.argv[1:]; from graphql_api import sdl; "
+    "print(sdl.parsed_by_build(sdl.read_type_defs()) is not None)"
+)
+
+
+@pytest.mark.sam
+def test_built_function_carries_its_schemas_parse_for_the_built_layers_graphql_core(sam_build: Build) -> None:
+    # Given the built function and layer, in Lambda's order on sys.path
+    # When the function looks for the build's parse of its schema, with the layer's graphql-core
+    result = run(
+        [APP_PYTHON, "-I", "-B", "-c", _PARSED_BY_BUILD, sam_build.function_dir, sam_build.layer_python_dir],
+        timeout=60,
+    )
+
+    # Then it finds it (the layer's graphql-core is the one the build parsed with): no parse at init
+    assert result.returncode == 0, result.explain()
+    assert result.output.strip().splitlines()[-1] == "True"
+
+
 # ---------------------------------------------------------------------------------------------------
 # Smoke test of the built artifacts
 # ---------------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ in Lambda; `make dev` serves the same app with uvicorn.
 import logging
 import re
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -23,11 +22,11 @@ from ariadne import (
 )
 from ariadne.asgi import GraphQL
 from ariadne.explorer import ExplorerGraphiQL, ExplorerHttp405
-from graphql import GraphQLError, GraphQLSchema, assert_valid_schema, build_ast_schema, parse
+from graphql import GraphQLError, GraphQLSchema, assert_valid_schema, build_ast_schema
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from graphql_api import limits, routes
+from graphql_api import limits, routes, sdl
 from graphql_api.documents import DocumentCache
 from graphql_api.http import header, send_json
 from graphql_api.resolvers import bindables
@@ -42,7 +41,6 @@ class AsgiHandler(Protocol):
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]: ...
 
 
-SCHEMA_DIR = Path(__file__).parent / "schema"
 GRAPHQL_PATHS = frozenset({"/graphql", "/graphql/", "/capig/graphql", "/capig/graphql/"})
 
 
@@ -55,9 +53,9 @@ def executable_schema(type_defs: str, bindables: list[SchemaBindable]) -> GraphQ
     """Ariadne's make_executable_schema, step for step, but for the SDL checks: the schema files do
     not change between cold starts, so tests/unit/test_executable_schema.py runs graphql-core's SDL
     validation on them once, and proves this schema the same as Ariadne's, instead of every cold
-    start running it (a third of the schema's build). The built schema is still validated whole."""
-    # No source locations either: they only point into the SDL, which the tests have checked.
-    schema = build_ast_schema(parse(type_defs, no_location=True), assume_valid_sdl=True)
+    start running it (a third of the schema's build). The built schema is still validated whole.
+    The SDL is parsed by the build (graphql_api/sdl.py)."""
+    schema = build_ast_schema(sdl.document(type_defs), assume_valid_sdl=True)
     for bindable in bindables:
         bindable.bind_to_schema(schema)
     convert_schema_names(schema, python_name)
@@ -67,9 +65,7 @@ def executable_schema(type_defs: str, bindables: list[SchemaBindable]) -> GraphQ
     return schema
 
 
-# Read as text, not with ariadne.load_schema_from_path, which parses each file only to check it
-# before the whole is parsed again.
-TYPE_DEFS = "\n\n".join(path.read_text(encoding="utf-8") for path in sorted(SCHEMA_DIR.glob("*.graphql")))
+TYPE_DEFS = sdl.read_type_defs()
 schema = executable_schema(TYPE_DEFS, bindables)
 
 
