@@ -24,10 +24,15 @@ fresh interpreter, the rows alternating:
   read only, so each cold start compiled everything again);
 - (c) the floor: the third-party modules the handler's own modules import (read from an
   -X importtime run of the handler: every module outside the project and the standard library
-  whose importer is a project module), imported alone, without any project code;
+  whose importer is a project module), imported without any project code: first, timed apart, in
+  each of the handler's interpreters (which then import the handler: it finds them loaded, so does
+  the same work as alone), and alone in interpreters of their own as a cross-check. The verdicts
+  divide within one interpreter: on this shared machine a child's speed wanders by 10 % from one
+  to the next, which ratios of separate children carry and those within one child cancel;
 - `import boto3` alone, the baseline of the earlier figure.
 
 Imports are timed inside the child, around the import statements; the whole process from outside.
+(a) is the floor's imports and the handler's together.
 """
 
 import json
@@ -78,15 +83,18 @@ BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KH
 # What answering it asks of AWS, in order: the app, the pixel, its tenant, then the event is queued.
 FIRST_REQUEST_CALLS = ["DynamoDB_20120810.GetItem"] * 3 + ["AmazonSQS.SendMessage"]
 
-# argv: the modules to import (comma-separated), the mode, the request's spec file (or "-"), then
-# the folders to put first on sys.path. Modes: "import"; "first-request" (then answers the spec's
-# event); "restored" (a stand-in snapshot_restore_py records the hooks; the before-snapshot ones
-# run after the import, then the after-restore ones and the request are timed). Prints the import
-# seconds, then the before-snapshot seconds (restored), then the request seconds.
+# argv: the modules to import first, timed apart (comma-separated, "-" for none: the floor, in the
+# handler's children), the modules to import (comma-separated), the mode, the request's spec file
+# (or "-"), then the folders to put first on sys.path. Modes: "import"; "first-request" (then
+# answers the spec's event); "restored" (a stand-in snapshot_restore_py records the hooks; the
+# before-snapshot ones run after the import, then the after-restore ones and the request are timed).
+# Prints the first imports' seconds, the imports' seconds, then the before-snapshot seconds
+# (restored), then the request seconds.
 _CHILD = """\
 import sys, time
-modules, mode, spec_path = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
-sys.path[:0] = sys.argv[4:]
+first = [] if sys.argv[1] == "-" else sys.argv[1].split(",")
+modules, mode, spec_path = sys.argv[2].split(","), sys.argv[3], sys.argv[4]
+sys.path[:0] = sys.argv[5:]
 if mode == "restored":
     import types
     before, after = [], []
@@ -95,9 +103,12 @@ if mode == "restored":
     hooks.register_after_restore = lambda f, *a, **k: after.append((f, a, k)) or f
     sys.modules["snapshot_restore_py"] = hooks
 started = time.perf_counter()
+for name in first:
+    __import__(name)
+first_done = time.perf_counter()
 for name in modules:
     __import__(name)
-figures = [time.perf_counter() - started]
+figures = [first_done - started, time.perf_counter() - first_done]
 assert "app" not in sys.modules or callable(sys.modules["app"].handler)
 if mode != "import":
     import json, types
@@ -127,8 +138,8 @@ print(" ".join(map(str, figures)))
 _LIST_INSTALLED = """\
 import sys, sysconfig
 from pathlib import Path
-sys.path[:0] = sys.argv[4:]
-for name in sys.argv[1].split(","):
+sys.path[:0] = sys.argv[5:]
+for name in sys.argv[2].split(","):
     __import__(name)
 site = Path(sysconfig.get_paths()["purelib"])
 names = {
@@ -143,15 +154,21 @@ _IMPORT_TIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S.*)$")
 
 @dataclass(frozen=True)
 class Run:
-    import_seconds: float  # measured in the child, around the import statements
+    import_seconds: float  # measured in the child, around the import statements (after the floor's)
     process_seconds: float  # measured from outside: interpreter start, import, exit
     request_seconds: float = 0.0  # the first pageview (with the after-restore hooks, restored)
     snapshot_seconds: float = 0.0  # the before-snapshot hooks (restored only)
+    floor_seconds: float = 0.0  # the handler's children: the floor's imports, first and timed apart
+
+    @property
+    def init_seconds(self) -> float:
+        """(a): the imports (the floor's, then the handler's) and init."""
+        return self.floor_seconds + self.import_seconds
 
     @property
     def first_request_seconds(self) -> float:
         """(b): import and init, then the first request."""
-        return self.import_seconds + self.request_seconds
+        return self.init_seconds + self.request_seconds
 
 
 @dataclass(frozen=True)
@@ -178,7 +195,7 @@ class ColdStartResult:
         return self.runs[BOTO3]
 
     def ratio_of(self, label: str) -> float:
-        return median_import(self.runs[label]) / median_import(self.boto3)
+        return median_init(self.runs[label]) / median_init(self.boto3)
 
     @property
     def ratio(self) -> float:
@@ -186,33 +203,32 @@ class ColdStartResult:
 
     @property
     def floor(self) -> float:
-        return median_import(self.runs[THIRD_PARTY])
-
-    @property
-    def _floor_runs(self) -> list[float]:
-        return [run.import_seconds for run in self.runs[THIRD_PARTY]]
+        """(c): the floor's imports as the handler's children timed them, before any project code."""
+        return statistics.median(run.floor_seconds for run in self.handler)
 
     @property
     def init_ratio(self) -> float:
-        """(a) / (c)."""
-        return paired_ratio([run.import_seconds for run in self.handler], self._floor_runs)
+        """(a) / (c), each child's own."""
+        return statistics.median(run.init_seconds / run.floor_seconds for run in self.handler)
 
     @property
     def first_request_ratio(self) -> float:
-        """(b) / (c)."""
-        return paired_ratio([run.first_request_seconds for run in self.handler], self._floor_runs)
-
-    @property
-    def fastest_ratios(self) -> tuple[float, float]:
-        """(a) / (c) and (b) / (c) on the fastest runs: the least disturbed by the machine's load."""
-        floor = min(self._floor_runs)
-        init = min(run.import_seconds for run in self.handler)
-        return init / floor, min(run.first_request_seconds for run in self.handler) / floor
+        """(b) / (c), each child's own."""
+        return statistics.median(run.first_request_seconds / run.floor_seconds for run in self.handler)
 
     @property
     def restored_ratio(self) -> float:
         """(b) restored / (c): a restored copy's first request against the floor of a cold start."""
-        return paired_ratio([run.request_seconds for run in self.restored], self._floor_runs)
+        return statistics.median(run.request_seconds / run.floor_seconds for run in self.restored)
+
+    @property
+    def apart_ratios(self) -> tuple[float, float]:
+        """(a) / (c) and (b) / (c) with (c) from interpreters of its own (THIRD_PARTY), by `paired_ratio`."""
+        floor = [run.import_seconds for run in self.runs[THIRD_PARTY]]
+        return (
+            paired_ratio([run.init_seconds for run in self.handler], floor),
+            paired_ratio([run.first_request_seconds for run in self.handler], floor),
+        )
 
     def top_modules(self, count: int = TOP_MODULES) -> list[ImportTime]:
         return sorted(self.handler_imports, key=lambda entry: entry.cumulative_us, reverse=True)[:count]
@@ -251,8 +267,8 @@ def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
     return statistics.median(pairs + ratios[len(pairs) * 2 :])
 
 
-def median_import(runs: list[Run]) -> float:
-    return statistics.median(run.import_seconds for run in runs)
+def median_init(runs: list[Run]) -> float:
+    return statistics.median(run.init_seconds for run in runs)
 
 
 def median_process(runs: list[Run]) -> float:
@@ -324,12 +340,13 @@ def _child(
     script: str = _CHILD,
     mode: str = "import",
     spec: Path | None = None,
+    first: tuple[str, ...] = (),
 ) -> tuple[str, str]:
     """Runs `script` in a fresh interpreter; returns its stdout and stderr."""
     # -I: no PYTHONPATH (make exports one), no user site, no script folder on sys.path;
     # -B: nothing written, so every run sees the same caches (and the unbuilt copy stays unbuilt).
     flags = ["-I", "-B", *(["-X", "importtime"] if import_time else [])]
-    arguments = [",".join(modules), mode, str(spec or "-"), *map(str, path_head)]
+    arguments = [",".join(first) or "-", ",".join(modules), mode, str(spec or "-"), *map(str, path_head)]
     command = [sys.executable, *flags, "-c", script, *arguments]
     completed = subprocess.run(  # noqa: S603  # our own interpreter, our own code
         command, env=environment, cwd=path_head[0], capture_output=True, text=True, check=False
@@ -346,15 +363,20 @@ def timed_import(
     *,
     mode: str = "import",
     spec: Path | None = None,
+    first: tuple[str, ...] = (),
 ) -> Run:
+    """`modules` imported in a fresh interpreter, after `first` (timed apart: `Run.floor_seconds`)."""
     started = time.perf_counter()
-    stdout, _stderr = _child(modules, path_head, environment, mode=mode, spec=spec)
+    stdout, _stderr = _child(modules, path_head, environment, mode=mode, spec=spec, first=first)
     process_seconds = time.perf_counter() - started
     # The handler logs to stdout, as in Lambda; the figures are the last line.
-    figures = [float(value) for value in stdout.strip().splitlines()[-1].split()]
+    first_seconds, import_seconds, *after = (
+        float(value) for value in stdout.strip().splitlines()[-1].split()
+    )
     if mode == "restored":
-        return Run(figures[0], process_seconds, request_seconds=figures[2], snapshot_seconds=figures[1])
-    return Run(figures[0], process_seconds, request_seconds=figures[1] if mode != "import" else 0.0)
+        snapshot_seconds, request_seconds = after
+        return Run(import_seconds, process_seconds, request_seconds, snapshot_seconds, first_seconds)
+    return Run(import_seconds, process_seconds, after[0] if after else 0.0, floor_seconds=first_seconds)
 
 
 def write_first_request(root: Path) -> Path:
@@ -433,28 +455,32 @@ def measure(runs: int = RUNS, *, untimed_first: bool = True) -> ColdStartResult:
         _stdout, stderr = _child(("app",), built, environment, import_time=True)
         handler_imports = parse_import_times(stderr)
         floor_modules = third_party_imports(handler_imports)
-        # label: (modules, sys.path head, child mode); RESTORED is kept apart from `runs`.
-        children: dict[str, tuple[tuple[str, ...], list[Path], str]] = {
-            # The two sides of the verdicts first, run back to back (the loop below).
-            HANDLER: (("app",), built, "first-request"),
-            THIRD_PARTY: (floor_modules, built, "import"),
-            HANDLER_WITHOUT_BYTECODE: (("app",), unbuilt, "import"),
-            BOTO3: (("boto3",), built, "import"),
-            RESTORED: (("app",), built, "restored"),
+        # label: (modules, sys.path head, child mode, imported first and timed apart); RESTORED is
+        # kept apart from `runs`. The handler's children import the floor first, then the handler
+        # (which finds those modules loaded: the same work as importing it alone), so that each
+        # measures (a), (b) and (c) under the same load of this shared machine (`ColdStartResult`).
+        children: dict[str, tuple[tuple[str, ...], list[Path], str, tuple[str, ...]]] = {
+            # The handler, and the floor alone, back to back (the loop below).
+            HANDLER: (("app",), built, "first-request", floor_modules),
+            THIRD_PARTY: (floor_modules, built, "import", ()),
+            HANDLER_WITHOUT_BYTECODE: (("app",), unbuilt, "import", ()),
+            BOTO3: (("boto3",), built, "import", ()),
+            RESTORED: (("app",), built, "restored", floor_modules),
         }
         # One untimed run of each first: the files read come from the page cache in every timed run.
-        for modules, path_head, mode in children.values() if untimed_first else ():
-            timed_import(modules, path_head, environment, mode=mode, spec=spec)
+        for modules, path_head, mode, first in children.values() if untimed_first else ():
+            timed_import(modules, path_head, environment, mode=mode, spec=spec, first=first)
         timed: dict[str, list[Run]] = {label: [] for label in children}
         for round_number in range(runs):  # alternating, so the machine's load falls on all alike
-            # The handler and the floor back to back, each first every other round: this machine's
-            # bursts of load last about as long as a child, so a ratio of neighbours is the steadier.
+            # The handler and the floor alone back to back, each first every other round
+            # (`paired_ratio`, for the ratios with the floor apart).
             order = list(children)
             if round_number % 2:
                 order[0], order[1] = order[1], order[0]
             for label in order:
-                modules, path_head, mode = children[label]
-                timed[label].append(timed_import(modules, path_head, environment, mode=mode, spec=spec))
+                modules, path_head, mode, first = children[label]
+                run = timed_import(modules, path_head, environment, mode=mode, spec=spec, first=first)
+                timed[label].append(run)
     restored = timed.pop(RESTORED)
     return ColdStartResult(timed, handler_imports, restored, floor_modules)
 
@@ -474,7 +500,7 @@ def figure(result: ColdStartResult) -> Figure:
         "(fresh interpreters)",
         columns=("", f"median of {runs}, ms", "fastest, ms", "whole process, ms", "vs (c)", "vs boto3 alone"),
     )
-    floor, boto3 = result.floor, median_import(result.boto3)
+    floor, boto3 = result.floor, median_init(result.boto3)
 
     def row(label: str, seconds: list[float], process: list[Run] | None = None) -> None:
         median = statistics.median(seconds)
@@ -488,7 +514,7 @@ def figure(result: ColdStartResult) -> Figure:
         )
 
     handler = result.handler
-    row(f"(a) {HANDLER}: import and init", [run.import_seconds for run in handler])
+    row(f"(a) {HANDLER}: import and init", [run.init_seconds for run in handler])
     row(
         "(b) (a) + the first pageview, AWS in memory",
         [run.first_request_seconds for run in handler],
@@ -503,9 +529,11 @@ def figure(result: ColdStartResult) -> Figure:
         "  before-snapshot hooks (once per published version)",
         [run.snapshot_seconds for run in result.restored],
     )
-    for label in (HANDLER_WITHOUT_BYTECODE, THIRD_PARTY, BOTO3):
+    row(f"(c) {THIRD_PARTY}, first in the handler's interpreters", [run.floor_seconds for run in handler])
+    for label in (THIRD_PARTY, HANDLER_WITHOUT_BYTECODE, BOTO3):
         timed = result.runs[label]
-        row(("(c) " if label == THIRD_PARTY else "") + label, [run.import_seconds for run in timed], timed)
+        suffix = ", in interpreters of their own" if label == THIRD_PARTY else ""
+        row(label + suffix, [run.init_seconds for run in timed], timed)
     table.add(
         f"top {TOP_MODULES} modules of the handler as built (-X importtime)", "cumulative", "self", "", "", ""
     )
@@ -524,12 +552,14 @@ def figure(result: ColdStartResult) -> Figure:
         f"target (a) / (c): {_verdict(result.init_ratio, TARGET_INIT_RATIO)}; "
         f"target (b) / (c): {_verdict(result.first_request_ratio, TARGET_FIRST_REQUEST_RATIO)}; "
         f"(b) restored / (c): {result.restored_ratio:.2f}x (no target: an estimate of a restored copy's "
-        "first request, Lambda's restore of the snapshot itself not included). The verdicts are on the "
-        "median over pairs of rounds of their ratios' geometric mean (the handler and the floor run back "
-        "to back, each first in one round of a pair: the first child of a round runs slower here); the "
-        "column vs (c) divides medians taken apart. On the fastest runs: (a) / (c) {:.2f}x, (b) / (c) {:.2f}x.".format(
-            *result.fastest_ratios
-        ),
+        "first request, Lambda's restore of the snapshot itself not included). The ratios are each "
+        "child's own, medians over the children: a child of the handler imports the floor first, timed "
+        "apart, then the handler, which finds those modules loaded, so the same work as a handler alone "
+        "does, and its (a), (b) and (c) share one interpreter and this shared machine's load of the "
+        "moment (here, ratios of separate children swung by 0.15 between runs; these, by 0.01); the "
+        "column vs (c) divides medians. With (c) from interpreters of its own instead (median over "
+        "pairs of rounds of their geometric mean ratios, `paired_ratio`): (a) / (c) {:.2f}x, "
+        "(b) / (c) {:.2f}x.".format(*result.apart_ratios),
         f"(a) {HANDLER}: `import app` of the function and the core layer staged by devtools/lambda_build.py "
         "(as `sam build` does: /var/task and /opt/python first on sys.path, our modules with bytecode "
         "compiled ahead of time, botocore slimmed as the build slims it), the other installed packages with "
@@ -552,7 +582,8 @@ def figure(result: ColdStartResult) -> Figure:
         "shipped, compiled again on every cold start in Lambda's read-only /var/task and /opt.",
         f"(c) {THIRD_PARTY}: {', '.join(result.floor_modules)}: every module outside the project and the "
         "standard library that a project module imports (from the -X importtime run below), imported "
-        "in that order with no project code.",
+        "in that order with no project code: first in each of the handler's interpreters, and alone in "
+        "interpreters of their own (a cross-check: the same work, apart).",
         f"{BOTO3}: `import boto3` in the same kind of fresh interpreter and environment.",
         "runs alternate, after one untimed run of each; `python -I -B`. Whole process = interpreter "
         "start-up + what is timed + exit, timed from outside. The top modules come from one more run with "
