@@ -221,3 +221,46 @@ def test_a_cold_start_loads_the_browser_and_server_events_handlers_on_their_rout
         "first /px.js": ["graphql_api.browser"],
         "prime": ["graphql_api.browser", "graphql_api.server_events"],
     }
+
+
+# In a fresh interpreter: the collections that ran during the handler's imports, the collector's
+# state after it, a collection of garbage made afterwards, and what priming left frozen.
+_COLLECTOR_AROUND_INIT = r"""
+import gc, json, sys
+collections = []
+# Once app.py's imports have begun (it turns the collector off before them).
+during_imports = lambda: "aws_lambda_powertools" in sys.modules and "app" in sys.modules
+gc.callbacks.append(lambda phase, info: phase == "start" and during_imports() and collections.append(info))
+import app
+seen = {"collections during init": len(collections), "enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
+
+class Cycle:
+    pass
+
+for _ in range(100):
+    garbage = Cycle()
+    garbage.itself = garbage
+del garbage
+seen["found by a collection"] = gc.collect()
+from graphql_api import warmup
+warmup.prime()
+seen["frozen after priming"] = gc.get_freeze_count()
+print(json.dumps(seen))
+"""
+
+
+def test_init_runs_no_collection_and_leaves_its_objects_frozen_and_the_collector_on_for_requests() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", _COLLECTOR_AROUND_INIT], capture_output=True, text=True, check=False
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    seen = json.loads(completed.stdout.splitlines()[-1])
+    # No pass during init (Python would make about 40 over the same imports), the collector on after it
+    assert seen["collections during init"] == 0
+    assert seen["enabled"] is True
+    # Init's objects (some 55,000) are out of later collections, which still find new garbage
+    assert seen["frozen"] > 20_000
+    assert seen["found by a collection"] >= 100
+    # And priming freezes what it made too
+    assert seen["frozen after priming"] > seen["frozen"]
