@@ -14,7 +14,7 @@ their folders and decodes the 1.2 MB endpoints.json; with the docs left out of t
 first pageview's two clients read 40 KB instead of 1.4 MB (docs/operations.md, "Cold start").
 
 The GraphQL function's schema is parsed here too (`parse_graphql_schema`): graphql-core's parser is
-pure Python, and parsing the SDL was a fifth of the function's own init.
+pure Python, and parsing the SDL was some 15 % of the function's own init.
 
 Standard library only: `make` runs it with the project's .venv when there is one, else with a bare
 python3.13.
