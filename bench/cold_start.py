@@ -585,7 +585,9 @@ def figure(result: ColdStartResult) -> Figure:
         "in that order with no project code, first in each of the handler's interpreters.",
         f"{BOTO3}: `import boto3` in the same kind of fresh interpreter and environment.",
         "runs alternate, after one untimed run of each; `python -I -B`. Whole process = interpreter "
-        "start-up + what is timed + exit, timed from outside. The top modules come from one more run with "
+        "start-up + what is timed + exit, timed from outside (the handler's exit is the shorter: init's "
+        "objects are frozen, app.py, so the interpreter's last collection skips them). The top modules "
+        "come from one more run with "
         "-X importtime (which slows imports a little); a module's cumulative time includes everything "
         "it imported first, so nested entries overlap; self includes its module-level code.",
         "self time by top-level package (same run, no overlap): "
