@@ -181,7 +181,7 @@ class ImportTime:
 
 @dataclass(frozen=True)
 class ColdStartResult:
-    runs: dict[str, list[Run]]  # by label, in the order they are printed
+    runs: dict[str, list[Run]]  # by label, in the order they ran in each round
     handler_imports: list[ImportTime]  # one -X importtime run of the handler as built
     restored: list[Run]  # the handler as built, restored after its before-snapshot hooks ran
     floor_modules: tuple[str, ...]  # (c): what the handler's children import first
@@ -256,8 +256,9 @@ def third_party_imports(entries: list[ImportTime]) -> tuple[str, ...]:
 def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
     """The median, over pairs of rounds, of each pair's geometric mean ratio.
 
-    The two sides of a verdict run back to back, so a burst of load on this shared machine falls on
-    both, where medians taken apart mix quiet rounds with busy ones. And they swap places every
+    For the cross-check, whose two sides are separate children: they run back to back, so a burst of
+    load on this shared machine falls on both, where medians taken apart mix quiet rounds with busy
+    ones. And they swap places every
     round (`measure`), since the first child of a round runs slower here (by 20-25 % in a run of
     12 rounds: the handler first gave a median 1.23x the floor, the floor first 0.97x): a pair of
     rounds, one in each order, cancels that. A lone last round counts as it is."""
@@ -278,8 +279,8 @@ def stage_function(root: Path, *, bytecode: bool = True) -> list[Path]:
     """The function and the core layer as `sam build` lays them out; returns the sys.path head.
 
     With bytecode, as built now: the schema's SDL parsed by the build, the layer's botocore slimmed
-    as lambda_build does it (the other installed packages are imported from where they are installed). Without, as SAM's own
-    build method shipped them: no bytecode and no slimming."""
+    as lambda_build does it (the other installed packages are imported from where they are
+    installed). Without, as SAM's own build method shipped them: no bytecode and no slimming."""
     task, layer = root / "var/task", root / "opt/python"
     lambda_build.copy_function(REPO_ROOT / "functions/graphql_api", task)
     lambda_build.copy_layer_packages(REPO_ROOT / "layers/core", layer)

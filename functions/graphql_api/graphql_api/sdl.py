@@ -3,10 +3,9 @@
 graphql-core's parser is pure Python: parsing the 8 KB of SDL was 5-8 ms of every cold start, some
 15 % of our init. The build (devtools/lambda_build.py, as `sam build` runs it) parses it instead and
 leaves the document beside this module, pickled; loading it takes about 1.5 ms, pickle's import
-included. The build's
-parse is used only for the very text it was parsed from and by the graphql-core version that parsed
-it: anything else (a changed file, another graphql-core, `make dev` running the sources, the tests'
-own SDL) is parsed here, as before.
+included. The build's parse is used only for the very text it was parsed from and by the
+graphql-core version that parsed it: anything else (a changed file, another graphql-core, `make
+dev` running the sources, the tests' own SDL) is parsed here, as before.
 
     python -m graphql_api.sdl    # the build's step: writes PARSED_BY_BUILD
 """
