@@ -11,6 +11,7 @@ from graphql_api import sdl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TYPE_DEFS = sdl.read_type_defs()
+PARSED_NAME = sdl.PARSED_BY_BUILD.name
 
 
 def built_sdl_module(artifacts: Path) -> ModuleType:
@@ -32,7 +33,7 @@ def test_the_built_function_uses_the_builds_parse_of_its_schema_without_parsing(
     artifacts = tmp_path / "task"
     lambda_build.build_function(REPO_ROOT / "functions/graphql_api", artifacts)
     built = built_sdl_module(artifacts)
-    assert (artifacts / "graphql_api" / "schema.parsed.pickle").is_file()
+    assert (artifacts / "graphql_api" / PARSED_NAME).is_file()
 
     # When its schema's document is asked for, with graphql-core's parser out of reach
     monkeypatch.setattr(graphql, "parse", refuse_to_parse)
@@ -46,7 +47,7 @@ def test_the_built_function_uses_the_builds_parse_of_its_schema_without_parsing(
 
 def test_without_the_builds_parse_the_sdl_is_parsed(tmp_path):
     # Given no parse by the build (make dev, the tests: the sources)
-    missing = tmp_path / "schema.parsed.pickle"
+    missing = tmp_path / PARSED_NAME
 
     # Then there is none to use, and the document is the parser's
     assert sdl.parsed_by_build(TYPE_DEFS, missing) is None
@@ -56,7 +57,7 @@ def test_without_the_builds_parse_the_sdl_is_parsed(tmp_path):
 
 def test_the_builds_parse_is_not_used_for_any_other_text(tmp_path):
     # Given the build's parse of the schema
-    parsed = tmp_path / "schema.parsed.pickle"
+    parsed = tmp_path / PARSED_NAME
     sdl.write_parsed(TYPE_DEFS, parsed)
     assert sdl.parsed_by_build(TYPE_DEFS, parsed) == graphql.parse(TYPE_DEFS, no_location=True)
 
@@ -67,7 +68,7 @@ def test_the_builds_parse_is_not_used_for_any_other_text(tmp_path):
 
 def test_the_builds_parse_is_not_used_by_another_graphql_core(tmp_path, monkeypatch):
     # Given the build's parse of the schema by this graphql-core
-    parsed = tmp_path / "schema.parsed.pickle"
+    parsed = tmp_path / PARSED_NAME
     sdl.write_parsed(TYPE_DEFS, parsed)
 
     # When another version reads it (its node classes may differ): it is not unpickled
@@ -93,7 +94,7 @@ def test_a_build_without_graphql_core_leaves_the_parse_to_run_time(tmp_path, mon
 
     # Then the build says so and leaves no parse; the function still has its schema files
     assert "the schema is parsed at run time" in capsys.readouterr().out
-    assert not (artifacts / "graphql_api" / "schema.parsed.pickle").exists()
+    assert not (artifacts / "graphql_api" / PARSED_NAME).exists()
     assert sorted(path.name for path in (artifacts / "graphql_api" / "schema").iterdir()) == [
         "capig.graphql",
         "common.graphql",
